@@ -1,0 +1,86 @@
+"""The ``pz-excel`` command. Each subcommand lives in its own module and is imported only
+when run, so ``pz-excel --help`` is fast and a module's heavy imports stay where used."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from . import __version__
+from .i18n import UserError
+
+# name -> "module:attribute" of a click.Command; each module owns its options.
+COMMANDS = {
+    "init": ("pz_excel.commands:init_command", "write the CRM workbook template"),
+    "run": ("pz_excel.commands:run_command", "run the call agent for a workbook"),
+    "status": ("pz_excel.commands:status_command", "show the running agent's state"),
+    "call": ("pz_excel.commands:call_command", "place a call through the running agent"),
+    "demo": ("pz_excel.demo:demo_command", "the whole product on a built-in test connector"),
+    "testserver": ("pz_excel.testserver:command", "a stand-in for the vendor's TestServer"),
+    "diag": ("pz_excel.diag:command", "diagnostic console for a connector"),
+    "addin": ("pz_excel.addin:command", "build, install or remove the Excel ribbon add-in"),
+    "bench": ("bench.__main__:command", "run the benchmarks and print the figures"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        target, _ = COMMANDS[name]
+        module, attr = target.split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a real missing dependency must not hide as "not built"
+                raise
+            return _missing(name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+def _missing(name: str) -> click.Command:
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def placeholder(args: tuple[str, ...]) -> None:
+        click.echo(f"'{name}' is not available in this build yet / команда пока недоступна")
+        sys.exit(2)
+
+    return placeholder
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pz-excel")
+def cli() -> None:
+    """pz-excel — Prostie Zvonki (Простые Звонки) telephony for Excel workbooks."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one clear line and exit code 2, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="pz-excel", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"pz-excel: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("pz-excel: stopped / остановлено", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
