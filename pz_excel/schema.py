@@ -1,0 +1,163 @@
+"""The CRM workbook's sheets and columns, in English and Russian.
+
+One source of truth for the template writer, the contacts reader and the Calls writer.
+Columns are found **by header name in either language**, in any order, so users may
+reorder columns, add their own and keep their formatting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # internal name
+    en: str
+    ru: str
+    required: bool = True
+    width: float = 16
+    kind: str = "text"  # text | phone | datetime | int | url | bool
+
+    def header(self, lang: str) -> str:
+        return self.ru if lang == "ru" else self.en
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return (self.en, self.ru)
+
+
+@dataclass(frozen=True)
+class Sheet:
+    key: str
+    en: str
+    ru: str
+    columns: tuple[Column, ...]
+
+    def title(self, lang: str) -> str:
+        return self.ru if lang == "ru" else self.en
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return (self.en, self.ru)
+
+    def column(self, key: str) -> Column:
+        for col in self.columns:
+            if col.key == key:
+                return col
+        raise KeyError(key)
+
+
+CONTACTS = Sheet(
+    "contacts",
+    "Contacts",
+    "Контакты",
+    (
+        Column("name", "Name", "Имя", width=28),
+        Column("phone", "Phone", "Телефон", width=20, kind="phone"),
+        Column("owner", "Owner", "Ответственный", width=20),
+        Column("company", "Company", "Компания", required=False, width=28),
+        Column("notes", "Notes", "Заметки", required=False, width=40),
+    ),
+)
+
+MANAGERS = Sheet(
+    "managers",
+    "Managers",
+    "Менеджеры",
+    (
+        Column("owner", "Owner", "Ответственный", width=24),
+        Column("extension", "Extension", "Добавочный", width=14, kind="phone"),
+    ),
+)
+
+CALLS = Sheet(
+    "calls",
+    "Calls",
+    "Звонки",
+    (
+        Column("call_id", "Call ID", "ID звонка", width=20),
+        Column("direction", "Direction", "Направление", width=12),
+        Column("status", "Status", "Статус", width=12),
+        Column("client_phone", "Client phone", "Телефон клиента", width=18, kind="phone"),
+        Column("contact", "Contact", "Контакт", width=26),
+        Column("owner", "Owner", "Ответственный", width=20),
+        Column("extension", "Extension", "Добавочный", width=12, kind="phone"),
+        Column("start", "Start", "Начало", width=19, kind="datetime"),
+        Column("end", "End", "Конец", width=19, kind="datetime"),
+        Column("duration", "Duration (s)", "Длительность (с)", width=14, kind="int"),
+        Column("recording", "Recording", "Запись", width=30, kind="url"),
+        Column("line", "Line", "Линия", width=10),
+        Column("late", "Late", "Поздно", width=8, kind="bool"),
+    ),
+)
+
+SETTINGS = Sheet(
+    "settings",
+    "Settings",
+    "Настройки",
+    (
+        Column("setting", "Setting", "Параметр", width=28),
+        Column("value", "Value", "Значение", width=36),
+    ),
+)
+
+# Settings sheet rows: key -> (English label, Russian label). Never the password.
+SETTING_ROWS: dict[str, tuple[str, str]] = {
+    "server": ("Server URL", "Адрес сервера"),
+    "phone": ("Extension", "Добавочный номер"),
+    "client_type": ("Client type", "Тип клиента"),
+    "fallback": ("Fallback extension", "Добавочный по умолчанию"),
+}
+
+SHEETS = (CONTACTS, MANAGERS, CALLS, SETTINGS)
+
+# Words the Calls sheet shows, per language (values stay readable for people).
+WORDS: dict[str, tuple[str, str]] = {
+    "incoming": ("incoming", "входящий"),
+    "outgoing": ("outgoing", "исходящий"),
+    "ringing": ("ringing", "звонит"),
+    "dialing": ("dialing", "набор"),
+    "answered": ("answered", "отвечен"),
+    "completed": ("completed", "завершён"),
+    "missed": ("missed", "пропущен"),
+    "yes": ("yes", "да"),
+    "no": ("", ""),
+}
+
+
+def word(key: str, lang: str) -> str:
+    en, ru = WORDS[key]
+    return ru if lang == "ru" else en
+
+
+def word_key(text: str) -> str | None:
+    """Shown word (either language) → internal key; ``None`` if not ours."""
+    text = (text or "").strip().lower()
+    for key, (en, ru) in WORDS.items():
+        if text and text in (en, ru):
+            return key
+    return None
+
+
+@dataclass
+class CallRow:
+    """One row of the Calls sheet, by callID. Values are internal (keys, not words)."""
+
+    call_id: str
+    direction: str = ""  # incoming | outgoing
+    status: str = ""  # ringing | answered | dialing | completed | missed
+    client_phone: str = ""
+    contact: str = ""
+    owner: str = ""
+    extension: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    duration: int | None = None
+    recording: str = ""
+    line: str = ""
+    late: bool = False
+
+    def values(self) -> dict[str, object]:
+        return {col.key: getattr(self, col.key) for col in CALLS.columns}

@@ -1,0 +1,80 @@
+"""TLS helpers shared by the client and the test connector: self-signed certificates
+for tests and ``--self-signed``, and SHA-256 certificate fingerprints for pinning."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import ssl
+from pathlib import Path
+
+
+def fingerprint_sha256(cert: bytes | str) -> str:
+    """SHA-256 of the DER certificate, as colon-free lowercase hex. Accepts PEM or DER."""
+    if isinstance(cert, str) or cert.lstrip().startswith(b"-----BEGIN"):
+        text = cert if isinstance(cert, str) else cert.decode("ascii")
+        cert = ssl.PEM_cert_to_DER_cert(text)
+    return hashlib.sha256(cert).hexdigest()
+
+
+def normalize_fingerprint(value: str) -> str:
+    """``AB:CD:…`` or ``sha256:abcd…`` → ``abcd…``; raises ``ValueError`` if not SHA-256 hex."""
+    text = value.strip().lower()
+    if text.startswith("sha256:"):
+        text = text[len("sha256:") :]
+    text = text.replace(":", "").replace(" ", "")
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError("a SHA-256 fingerprint is 64 hex digits")
+    return text
+
+
+def self_signed_cert(directory: str | Path, host: str = "127.0.0.1") -> tuple[Path, Path, str]:
+    """Write ``cert.pem`` and ``key.pem`` for ``host`` into ``directory``.
+
+    Returns (cert path, key path, SHA-256 fingerprint). Valid for a year from now.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt = x509.DNSName(host)
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / "cert.pem"
+    key_path = directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path, fingerprint_sha256(cert.public_bytes(serialization.Encoding.DER))
+
+
+def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    return ctx
