@@ -73,7 +73,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         return  # the agent logs what matters; access lines would be noise
 
     def _reply(self, status: int, payload: Mapping[str, Any]) -> None:
@@ -86,18 +86,20 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _error(self, status: int, text: Text) -> None:
-        self._reply(status, {"ok": False, "error": str(text), "error_en": text.en,
-                             "error_ru": text.ru})
+        self._reply(
+            status, {"ok": False, "error": str(text), "error_en": text.en, "error_ru": text.ru}
+        )
 
     def _authorised(self) -> bool:
         host = (self.headers.get("Host") or "").strip().lower()
         port = self.server.server_address[1]
         if host not in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}:
-            self._error(403, Text("only local requests are served",
-                                  "принимаются только локальные запросы"))
+            self._error(
+                403, Text("only local requests are served", "принимаются только локальные запросы")
+            )
             return False
         auth = self.headers.get("Authorization") or ""
-        given = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+        given = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
         if not given or not hmac.compare_digest(given.encode(), self.server.token.encode()):
             self._error(401, Text("missing or wrong API token", "нет или неверный токен API"))
             return False
@@ -109,8 +111,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         handler = self.server.routes.get((method, parts.path))
         if handler is None:
-            self._error(404, Text(f"no such API call: {method} {parts.path}",
-                                  f"нет такого вызова API: {method} {parts.path}"))
+            self._error(
+                404,
+                Text(
+                    f"no such API call: {method} {parts.path}",
+                    f"нет такого вызова API: {method} {parts.path}",
+                ),
+            )
             return
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         body: dict[str, Any] = {}
@@ -124,8 +131,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 if not isinstance(body, dict):
                     raise ValueError("not an object")
             except ValueError:
-                self._error(400, Text("request body is not a JSON object",
-                                      "тело запроса не является JSON-объектом"))
+                self._error(
+                    400,
+                    Text(
+                        "request body is not a JSON object",
+                        "тело запроса не является JSON-объектом",
+                    ),
+                )
                 return
         try:
             result = handler(params, body)
@@ -140,10 +152,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         self._reply(200, {"ok": True, **result})
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
 
@@ -173,13 +185,19 @@ class LocalApi:
 
     def start(self, *, key: str, phone: str, workbook: str, server: str, journal: str) -> None:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="pz-api", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="pz-api", daemon=True
         )
         self._thread.start()
         self.info = AgentInfo(
-            pid=os.getpid(), port=self.port, token=self.token, phone=phone,
-            workbook=str(workbook), server=server, journal=str(journal),
-            started=time.time(), key=key,
+            pid=os.getpid(),
+            port=self.port,
+            token=self.token,
+            phone=phone,
+            workbook=str(workbook),
+            server=server,
+            journal=str(journal),
+            started=time.time(),
+            key=key,
         )
         paths.write_private(self.info.file, json.dumps(asdict(self.info), ensure_ascii=False))
 
@@ -232,10 +250,13 @@ class ApiClient:
         if phone:
             agents = [a for a in agents if a.phone == phone]
         if not agents:
-            raise AgentUnavailable(Text(
-                "no pz-excel agent is running (start it: pz-excel run, or Connect on the ribbon)",
-                "агент pz-excel не запущен (запустите: pz-excel run или «Подключить» на ленте)",
-            ))
+            raise AgentUnavailable(
+                Text(
+                    "no pz-excel agent is running "
+                    "(start it: pz-excel run, or Connect on the ribbon)",
+                    "агент pz-excel не запущен (запустите: pz-excel run или «Подключить» на ленте)",
+                )
+            )
         if len(agents) > 1 and workbook is None and not phone:
             agents.sort(key=lambda a: a.started, reverse=True)
         return cls(agents[0], timeout)
@@ -243,8 +264,10 @@ class ApiClient:
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict:
         conn = http.client.HTTPConnection("127.0.0.1", self.info.port, timeout=self.timeout)
         data = json.dumps(body or {}).encode("utf-8") if method == "POST" else None
-        headers = {"Authorization": f"Bearer {self.info.token}",
-                   "Host": f"127.0.0.1:{self.info.port}"}
+        headers = {
+            "Authorization": f"Bearer {self.info.token}",
+            "Host": f"127.0.0.1:{self.info.port}",
+        }
         if data is not None:
             headers["Content-Type"] = "application/json"
         try:
@@ -252,15 +275,21 @@ class ApiClient:
             resp = conn.getresponse()
             payload = json.loads(resp.read().decode("utf-8") or "{}")
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise AgentUnavailable(Text(
-                f"the pz-excel agent did not answer ({type(exc).__name__})",
-                f"агент pz-excel не ответил ({type(exc).__name__})",
-            )) from exc
+            raise AgentUnavailable(
+                Text(
+                    f"the pz-excel agent did not answer ({type(exc).__name__})",
+                    f"агент pz-excel не ответил ({type(exc).__name__})",
+                )
+            ) from exc
         finally:
             conn.close()
         if not payload.get("ok"):
-            raise UserError(Text(payload.get("error_en") or "agent error",
-                                 payload.get("error_ru") or "ошибка агента"))
+            raise UserError(
+                Text(
+                    payload.get("error_en") or "agent error",
+                    payload.get("error_ru") or "ошибка агента",
+                )
+            )
         return payload
 
     def get(self, path: str, **params: object) -> dict:
