@@ -1,0 +1,7 @@
+"""``python -m pz_excel`` = ``pz-excel`` (used by the ribbon to start a detached agent)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,29 @@
+"""Shared fixtures: isolated per-user state, a loopback test connector, workbooks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own PZ_EXCEL_HOME: agents, tokens and journals never mix."""
+    home = tmp_path / "pz-home"
+    monkeypatch.setenv("PZ_EXCEL_HOME", str(home))
+    monkeypatch.setenv("PZ_LANG", "en")
+    return home
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> object:
+    """Poll a condition until it holds; fail with ``what`` on timeout (no sleep-and-hope)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(0.01)
