@@ -1,0 +1,978 @@
+"""A stand-in for the vendor's TestServer 1.1.2, on ``websockets`` (asyncio), any OS.
+
+It behaves as observed in ``shared/protocol/captures`` (where PROTOCOL.md and a capture
+differ, the capture wins): both login forms, HTTP 403 for a wrong password (or close 4008
+with ``auth_close``, as production connectors do), one connection per GUID (4009),
+base64 frames over ``ws://`` and raw XML over ``wss://``, event routing by extension and
+broadcast mask, replay of missed call history, the first-answer-wins transfer race, and
+an optional simulation of call progress.
+
+Two ways to run it:
+
+* ``pz-excel testserver`` — a console process for people (``command`` below);
+* :class:`ServerThread` — embedded in tests, the demo and the benchmarks: the server runs
+  on its own asyncio loop in a daemon thread and is driven from ordinary threads.
+
+All XML goes through :mod:`pz_excel.protocol`; nothing here encodes or parses by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import errno
+import http
+import ipaddress
+import logging
+import random
+import signal
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Response as HttpResponse
+
+from . import protocol, tlsutil
+from .i18n import Text, UserError
+from .protocol import Event
+
+DEFAULT_VERSION = "Test Server v1.1.2 (pz-excel)"
+#: Close reason of the older connection of a GUID that logged in again (capture wording).
+DUPLICATE_REASON = "User with the same GUID is connected"
+AUTH_REASON = "Authorization error"
+HISTORY_LIMIT = 10_000  # completed calls kept for replay
+PENDING_TRANSFER_LIMIT = 10_000  # transfer requests remembered for their answers
+LOG_LINES_LIMIT = 100_000  # ``log_lines`` is trimmed past this, so a long run stays small
+SIMULATED_DURATION = 4  # seconds of talk in simulated calls
+
+_log = logging.getLogger(__name__)
+
+
+def new_call_id() -> str:
+    """A fresh 15-digit call id, like the vendor's (``470667154161667``)."""
+    return str(random.randint(10**14, 10**15 - 1))
+
+
+def _direction(value: str) -> str:
+    """Generate's ``Direction``: 0/1 on the wire; the words of the console accepted too."""
+    text = value.strip().lower()
+    return {"in": "0", "incoming": "0", "out": "1", "outgoing": "1"}.get(text, text or "0")
+
+
+def build_event(event_type: int, fields: Mapping[str, object | None]) -> tuple[Event, str]:
+    """What the server emits for a ``Generate`` with these ``Data`` fields.
+
+    Returns the event and the extra recipient GUID (``ClientGUID`` other than ``*``, else
+    ``""``). Attribute sets per type are those of the captures; an absent Line (types
+    1/2/32/4) and Record (4) become ``" "``, an absent CallID a fresh random id.
+    """
+    values = {k: "" if v is None else str(v) for k, v in fields.items()}
+
+    def val(name: str) -> str:
+        return values.get(name, "")
+
+    def blank(name: str) -> str:
+        return val(name) or " "
+
+    etype = int(event_type)
+    call_id = val("CallID").strip() or new_call_id()
+    target = val("ClientGUID").strip()
+    if target == "*":
+        target = ""
+    attrs: dict[str, str] = {}
+    if etype == 1:
+        attrs = {"from": val("From"), "line": blank("Line")}
+    elif etype in (2, 32):
+        attrs = {"from": val("From"), "line": blank("Line"), "to": val("To")}
+    elif etype in (8, 16):
+        attrs = {"from": val("From"), "to": val("To")}
+    elif etype == 4:
+        now = int(time.time())
+        end = val("End").strip() or str(now)
+        start = val("Start").strip() or end
+        duration = val("Duration").strip()
+        if not duration:
+            try:
+                duration = str(max(0, int(end) - int(start)))
+            except ValueError:
+                duration = "0"
+        attrs = {
+            "direction": _direction(val("Direction")),
+            "duration": duration,
+            "end": end,
+            "from": val("From"),
+            "line": blank("Line"),
+            "record": blank("Record"),
+            "start": start,
+            "to": val("To"),
+        }
+    elif etype == 128:
+        attrs = {"from": val("From"), "smstext": val("Smstext"), "to": val("To")}
+    elif etype == 256:
+        attrs = {"result": val("Result").strip() or "0", "to": val("To")}
+    else:  # a type we don't know: pass the fields through, named as attributes are
+        for name, value in values.items():
+            if name not in ("Event", "CallID", "ClientGUID", "System") and name:
+                attrs[name[:1].lower() + name[1:]] = value
+    system = val("System")
+    if system.strip():
+        attrs["system"] = system
+    full = {"type": str(etype), "callID": call_id, **attrs}
+    return Event(etype, call_id, full), target
+
+
+def belongs(event: Event, phone: str, mask: int = 0) -> bool:
+    """Whether a client with this extension and broadcast mask gets ``event`` (as observed).
+
+    Type 1 goes to everybody; 2/32/256 to ``to``; 8/16/128 to ``from``; 4 to ``to`` when
+    incoming (direction 0) and to ``from`` when outgoing (1). A mask with the type's bit
+    gets every event of that type (Diagnostic logs in with 65535).
+    """
+    if mask & event.type:
+        return True
+    etype = event.type
+    if etype == 1:
+        return True
+    if not phone:
+        return False
+    if etype in (2, 32, 256):
+        return event.to == phone
+    if etype in (8, 16, 128):
+        return event.from_ == phone
+    if etype == 4:
+        return (event.from_ if event.direction == 1 else event.to) == phone
+    return False
+
+
+# --------------------------------------------------------------------------- server state
+
+
+class _Session:
+    """One live connection. Frames go through a queue and one writer task, so the order
+    of frames per connection is the order they were produced (events before a Generate's
+    response) and a slow client never blocks the others."""
+
+    def __init__(self, ws: ServerConnection, login: protocol.Login, ip: str, raw: bool):
+        self.ws = ws
+        self.login = login
+        self.ip = ip
+        self.transport = protocol.Transport.RAW if raw else protocol.Transport.BASE64
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.writer: asyncio.Task[None] | None = None
+
+    @property
+    def guid(self) -> str:
+        return self.login.guid
+
+    @property
+    def phone(self) -> str:
+        return self.login.phone
+
+    @property
+    def mask(self) -> int:
+        return self.login.broadcast_mask
+
+    def send(self, xml: str) -> None:
+        self.queue.put_nowait(protocol.encode_frame(xml, self.transport))
+
+    async def write_loop(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            if frame is None:
+                return
+            try:
+                await self.ws.send(frame)
+            except ConnectionClosed:
+                return
+
+
+@dataclass
+class _Client:
+    """A known client: one row of GetClients, kept (Connected="0") after it leaves."""
+
+    index: int
+    guid: str
+    client_type: str
+    phone: str
+    ip: str
+    session: _Session | None = None
+
+    def row(self) -> dict[str, str]:
+        return {
+            "id": str(self.index),
+            "ip": self.ip,
+            "type": self.client_type,
+            "GUID": self.guid,
+            "Connected": "1" if self.session is not None else "0",
+            "PhoneNumber": self.phone,
+        }
+
+
+@dataclass
+class _HistoryEntry:
+    event: Event
+    target_guid: str
+    delivered: set[str] = field(default_factory=set)  # GUIDs that already have it
+
+
+@dataclass
+class _PendingTransfer:
+    call_id: str
+    caller: str
+    line: str
+    system: str
+    asked: set[str]  # GUIDs with an extension that got the request: they can take it
+    declined: set[str] = field(default_factory=set)
+    winner: str | None = None
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class ServerThread:
+    """The test connector on its own asyncio loop in a daemon thread.
+
+    ``start()`` returns once it listens; ``stop()`` closes every connection (1001) and
+    stops listening; ``start()`` again listens on the same port (a port of 0 is resolved
+    on the first start and kept). Known clients, call history and transfers survive a
+    restart, like a connector with a persistent store.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        password: str = "",
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        auth_close: bool = False,
+        simulate: bool = False,
+        simulate_delay: float = 0.05,
+        log_path: str | Path | None = None,
+        ping_interval: float | None = 20.0,
+        version: str = DEFAULT_VERSION,
+        on_log: Callable[[str], None] | None = None,
+        close_timeout: float = 1.0,
+    ):
+        self.host = host
+        self.port = int(port)
+        self.password = password
+        self.ssl_context = ssl_context
+        self.auth_close = auth_close
+        self.simulate_delay = simulate_delay
+        self.log_path = Path(log_path) if log_path else None
+        self.ping_interval = ping_interval
+        self.version = version
+        # Called with each timestamped log line (the CLI prints them); may be None.
+        self.on_log = on_log
+        # Short: raw test clients that never read would otherwise hold stop() for 10 s.
+        self.close_timeout = close_timeout
+
+        self.log_lines: list[str] = []
+        self.transfers: dict[str, str] = {}
+
+        # One re-entrant lock guards all state; the Condition lets threads wait on it.
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._simulate = simulate
+        self._clients: dict[str, _Client] = {}  # by GUID, in first-login order
+        self._history: deque[_HistoryEntry] = deque(maxlen=HISTORY_LIMIT)
+        self._pending: OrderedDict[str, _PendingTransfer] = OrderedDict()
+        self._log_file: IO[str] | None = None
+
+        self._start_stop = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        try:
+            if ipaddress.ip_address(host).version == 6:
+                host = f"[{host}]"
+        except ValueError:
+            pass
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{host}:{self.port}/"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> ServerThread:
+        """Listen, then return. Raises :class:`UserError` if the port can't be bound."""
+        with self._start_stop:
+            if self._thread is not None:
+                return self
+            started = threading.Event()
+            failure: list[BaseException] = []
+            thread = threading.Thread(
+                target=self._run, args=(started, failure), name="pz-testserver", daemon=True
+            )
+            thread.start()
+            started.wait()
+            if failure:
+                thread.join(5)
+                raise failure[0]
+            self._thread = thread
+            self._log(f"Server started on {self.url}")
+            return self
+
+    def stop(self) -> None:
+        """Close every connection (1001), stop listening, end the loop thread."""
+        with self._start_stop:
+            thread, loop = self._thread, self._loop
+            if thread is None or loop is None:
+                return
+            try:
+                fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+                fut.result(timeout=self.close_timeout + 10)
+            except (concurrent.futures.TimeoutError, RuntimeError):
+                _log.warning("test server did not shut down cleanly")
+            finally:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(loop.stop)
+                thread.join(10)
+                self._thread = None
+                self._loop = None
+            self._log("Server stopped")
+            with self._lock:
+                if self._log_file is not None:
+                    self._log_file.close()
+                    self._log_file = None
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self, started: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                loop.run_until_complete(self._open())
+            except BaseException as exc:  # noqa: BLE001 - handed to start()'s caller
+                failure.append(_bind_error(exc, self.host, self.port))
+                return
+            self._loop = loop
+            started.set()
+            loop.run_forever()
+        finally:
+            started.set()
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _open(self) -> None:
+        self._server = await serve(
+            self._handler,
+            self.host,
+            self.port,
+            process_request=self._process_request,
+            ssl=self.ssl_context,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_interval,
+            close_timeout=self.close_timeout,
+            server_header=f"pz-excel {self.version}",
+            logger=_QUIET,
+        )
+        sockets = self._server.sockets
+        if sockets and self.port == 0:
+            self.port = sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._server is not None:
+            self._server.close()  # 1001 "going away" to every connection
+            await self._server.wait_closed()
+            self._server = None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the loop thread (where sessions live) and return its result; run it
+        here when the server is stopped (no sessions then) or we are the loop thread."""
+        loop = self._loop
+        if loop is None or not loop.is_running() or _on_loop(loop):
+            with self._lock:
+                return fn()
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def work() -> None:
+            try:
+                with self._lock:
+                    fut.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                fut.set_exception(exc)
+
+        loop.call_soon_threadsafe(work)
+        return fut.result(timeout=10)
+
+    # ------------------------------------------------------------------ public helpers
+
+    def generate(self, event_type: int, fields: dict[str, str]) -> list[Event]:
+        """Emit what a Diagnostic ``Generate`` with these ``Data`` fields emits (thread-safe).
+
+        Keys as on the wire: From, To, CallID, Line, Start, End, Duration, Direction,
+        Record, Smstext, System, ClientGUID. Returns the distinct events sent.
+        """
+
+        def work() -> list[Event]:
+            event, target = build_event(event_type, fields)
+            self._emit(event, target)
+            return [event]
+
+        return self._call(work)
+
+    def clients(self) -> list[dict[str, str]]:
+        """The GetClients rows: id, ip, type, GUID, Connected, PhoneNumber (as strings)."""
+        with self._lock:
+            return [c.row() for c in self._clients.values()]
+
+    def set_simulation(self, on: bool) -> None:
+        with self._lock:
+            self._simulate = bool(on)
+            self._log(f"Simulation mode {'on' if on else 'off'}")
+
+    @property
+    def simulation(self) -> bool:
+        return self._simulate
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> bool:
+        """Wait until ``predicate()`` is true (re-checked on every state change)."""
+        with self._cond:
+            return bool(self._cond.wait_for(predicate, timeout))
+
+    # ------------------------------------------------------------------ logging
+
+    def _log(self, line: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        stamped = f"{stamp}.{int(time.time() * 1000) % 1000:03d} {line}"
+        with self._cond:
+            self.log_lines.append(line)
+            if len(self.log_lines) > LOG_LINES_LIMIT:
+                del self.log_lines[: LOG_LINES_LIMIT // 10]
+            if self.log_path is not None:
+                try:
+                    if self._log_file is None:
+                        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                        self._log_file = self.log_path.open("a", encoding="utf-8")
+                    self._log_file.write(stamped + "\n")
+                    self._log_file.flush()
+                except OSError as exc:  # a full disk must not take the server down
+                    _log.warning("cannot write the log file %s: %s", self.log_path, exc)
+                    self.log_path = None
+            self._cond.notify_all()
+        if self.on_log is not None:
+            self.on_log(stamped)
+
+    # ------------------------------------------------------------------ connections
+
+    def _process_request(self, ws: ServerConnection, request: HttpRequest) -> HttpResponse | None:
+        login = protocol.parse_login(request.path, _HeaderView(request.headers))
+        ip = _ip(ws)
+        if login is None:
+            self._log(f"Connection refused: no client GUID or extension, ip = {ip}")
+            return ws.respond(http.HTTPStatus.BAD_REQUEST, "No client GUID in the request\n")
+        if login.password != self.password and not self.auth_close:
+            self._log(f"Authorization failed: GUID = {login.guid}, ip = {ip}")
+            return ws.respond(http.HTTPStatus.FORBIDDEN, "Forbidden\n")
+        return None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        request = ws.request
+        assert request is not None  # the handshake is done
+        login = protocol.parse_login(request.path, _HeaderView(request.headers))
+        if login is None:  # refused in _process_request already
+            return
+        ip = _ip(ws)
+        if login.password != self.password:  # auth_close: accept, then close (production)
+            self._log(f"Authorization failed: GUID = {login.guid}, ip = {ip}")
+            await ws.close(4008, AUTH_REASON)
+            return
+        session = _Session(ws, login, ip, raw=self.ssl_context is not None)
+        session.writer = asyncio.get_running_loop().create_task(session.write_loop())
+        with self._lock:
+            older = self._register(session)
+        if older is not None:
+            self._spawn(older.ws.close(4009, DUPLICATE_REASON))
+        try:
+            async for message in ws:
+                with self._lock:
+                    self._on_frame(session, message)
+        except ConnectionClosed:
+            pass
+        finally:
+            with self._lock:
+                self._unregister(session)
+            session.queue.put_nowait(None)  # flush what is queued, then end the writer
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(session.writer, timeout=self.close_timeout)
+
+    def _register(self, session: _Session) -> _Session | None:
+        login = session.login
+        client = self._clients.get(login.guid)
+        older = None
+        if client is None:
+            client = _Client(
+                len(self._clients), login.guid, login.client_type, login.phone, session.ip
+            )
+            self._clients[login.guid] = client
+        else:
+            older = client.session
+            client.client_type, client.phone, client.ip = (
+                login.client_type,
+                login.phone,
+                session.ip,
+            )
+        client.session = session
+        if older is not None:
+            self._log(
+                f"User with the same GUID is connected: GUID = {login.guid}, "
+                f"the older connection is closed (4009)"
+            )
+        self._log(
+            f"Client connected: GUID = {login.guid}, type = {login.client_type}, "
+            f"PhoneNumber = {login.phone}, ip = {session.ip}, login = {login.form}"
+        )
+        self._replay(session)
+        return older
+
+    def _unregister(self, session: _Session) -> None:
+        client = self._clients.get(session.guid)
+        if client is not None and client.session is session:
+            client.session = None
+            code = session.ws.close_code
+            self._log(f"Client disconnected: GUID = {session.guid}, code = {code}")
+
+    def _replay(self, session: _Session) -> None:
+        """Send the history this GUID has not had, marked missed (the last missedFinal)."""
+        owed = [
+            entry
+            for entry in self._history
+            if session.guid not in entry.delivered
+            and (
+                belongs(entry.event, session.phone, session.mask)
+                or entry.target_guid == session.guid
+            )
+        ]
+        for n, entry in enumerate(owed, 1):
+            attrs = dict(entry.event.attrs, missed="1")
+            if n == len(owed):
+                attrs["missedFinal"] = "1"
+            session.send(Event(entry.event.type, entry.event.call_id, attrs).to_xml())
+            entry.delivered.add(session.guid)
+        if owed:
+            self._log(f"Missed events sent: GUID = {session.guid}, count = {len(owed)}")
+
+    # ------------------------------------------------------------------ events
+
+    def _sessions(self) -> list[_Session]:
+        return [c.session for c in self._clients.values() if c.session is not None]
+
+    def _emit(self, event: Event, target_guid: str = "") -> list[_Session]:
+        """Route one event to its recipients; remember history and transfer requests."""
+        recipients = [
+            s
+            for s in self._sessions()
+            if belongs(event, s.phone, s.mask) or (target_guid and s.guid == target_guid)
+        ]
+        xml = event.to_xml()
+        for session in recipients:
+            session.send(xml)
+        if event.type == 4:
+            self._history.append(_HistoryEntry(event, target_guid, {s.guid for s in recipients}))
+        elif event.type == 1:
+            self._pending[event.call_id] = _PendingTransfer(
+                event.call_id,
+                event.from_,
+                event.attrs.get("line", " "),
+                event.system,
+                {s.guid for s in recipients if s.phone},
+            )
+            while len(self._pending) > PENDING_TRANSFER_LIMIT:
+                self._pending.popitem(last=False)
+        extra = f", to = {event.to}" if event.to else ""
+        self._log(
+            f"Event sent: type = {event.type}, callID = {event.call_id}, "
+            f"from = {event.from_}{extra}, clients = {len(recipients)}"
+        )
+        return recipients
+
+    def _emit_fields(self, event_type: int, fields: Mapping[str, object | None]) -> Event:
+        event, target = build_event(event_type, fields)
+        self._emit(event, target)
+        return event
+
+    async def _play(self, steps: list[tuple[int, dict[str, str]]]) -> None:
+        """Simulated call progress: one event per ``simulate_delay``."""
+        for event_type, fields in steps:
+            await asyncio.sleep(self.simulate_delay)
+            with self._lock:
+                self._emit_fields(event_type, fields)
+
+    # ------------------------------------------------------------------ requests
+
+    def _on_frame(self, session: _Session, frame: str | bytes) -> None:
+        for message in protocol.decode_frame(frame):
+            if not isinstance(message, protocol.Request):
+                # Garbage, or XML that is no request: the vendor ignores it, no answer.
+                self._log(f"Request can't be decoded (GUID = {session.guid})")
+                continue
+            code, data, after = self._dispatch(session, message)
+            session.send(protocol.encode_response(code, message.request_id, data_xml=data))
+            if after is not None:
+                after()
+
+    def _dispatch(
+        self, session: _Session, req: protocol.Request
+    ) -> tuple[int, str | None, Callable[[], None] | None]:
+        """(code, response data XML, what to do once the response is queued)."""
+        method = req.method
+        if method == "GetClients":
+            data = "".join(
+                protocol.client_element(
+                    c.index, c.ip, c.client_type, c.guid, c.session is not None, c.phone
+                )
+                for c in self._clients.values()
+            )
+            return 0, data, None
+        if method == "GetVersion":
+            return 0, protocol.version_element(self.version), None
+        if method == "Simulation":
+            self.set_simulation(req.get("Mode").strip().lower() == "on")
+            return 0, None, None
+        if method == "Call":
+            return 0, None, self._call_request(req.get("From"), req.get("To"))
+        if method == "Transfer":
+            return 0, None, self._transfer(session, req.get("CallID").strip(), req.get("To"))
+        if method == "Generate":
+            try:
+                event_type = int(req.get("Event").strip())
+            except ValueError:
+                self._log(f"Bad Generate request: Event = {req.get('Event')!r}")
+                return 2, None, None
+            self._emit_fields(event_type, req.fields)
+            return 0, None, None
+        self._log(f"Unknown method: {method!r} (GUID = {session.guid})")
+        return 2, None, None
+
+    def _call_request(self, src: str, dst: str) -> Callable[[], None] | None:
+        self._log(f"Call event from CRM: src = {src}, dst = {dst}")
+        if not self._simulate:
+            return None
+        call_id = new_call_id()
+        now = int(time.time())
+        steps = [
+            (8, {"From": src, "To": dst, "CallID": call_id}),
+            (16, {"From": src, "To": dst, "CallID": call_id}),
+            (
+                4,
+                {
+                    "From": src,
+                    "To": dst,
+                    "CallID": call_id,
+                    "Direction": "1",
+                    "Start": str(now),
+                    "End": str(now + SIMULATED_DURATION),
+                    "Duration": str(SIMULATED_DURATION),
+                },
+            ),
+        ]
+        return lambda: self._spawn(self._play(steps))
+
+    def _transfer(self, session: _Session, call_id: str, dst: str) -> Callable[[], None] | None:
+        dst = dst.strip()
+        pending = self._pending.get(call_id)
+        if pending is None:
+            self._log(f"Transfer event from CRM: callID = {call_id}, dst = {dst} (unknown call)")
+            return None
+        if pending.winner is not None:
+            self._log(
+                f"Transfer answer ignored: callID = {call_id}, dst = {dst}, "
+                f"already transferred to {pending.winner}"
+            )
+            return None
+        if not dst:
+            pending.declined.add(session.guid)
+            self._log(f"Transfer declined by CRM: callID = {call_id}, GUID = {session.guid}")
+            if pending.asked and pending.asked <= pending.declined:
+                self._log(f"Transfer: nobody took the call, callID = {call_id}")
+            return None
+        pending.winner = dst
+        self.transfers[call_id] = dst
+        self._log(f"Transfer event from CRM: callID = {call_id}, dst = {dst}")
+        base = {"From": pending.caller, "To": dst, "CallID": call_id, "Line": pending.line}
+        if pending.system:
+            base["System"] = pending.system
+        simulate = self._simulate
+
+        def ring() -> None:
+            self._emit_fields(2, base)
+            if simulate:
+                now = int(time.time())
+                history = {
+                    **base,
+                    "Direction": "0",
+                    "Start": str(now),
+                    "End": str(now + SIMULATED_DURATION),
+                    "Duration": str(SIMULATED_DURATION),
+                }
+                self._spawn(self._play([(32, base), (4, history)]))
+
+        return ring
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _HeaderView(Mapping[str, str]):
+    """websockets' multi-valued Headers as the case-insensitive mapping parse_login wants."""
+
+    def __init__(self, headers: Headers):
+        self._headers = headers
+
+    def __getitem__(self, key: str) -> str:
+        return self._headers[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._headers.get(key, default)
+
+    def __iter__(self) -> Any:
+        return iter(self._headers.keys())
+
+    def __len__(self) -> int:
+        return len(self._headers)
+
+
+def _ip(ws: ServerConnection) -> str:
+    try:
+        return str(ws.remote_address[0])
+    except (TypeError, IndexError, AttributeError):
+        return ""
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _quiet_logger() -> logging.Logger:
+    # websockets logs refused handshakes and client hang-ups as errors; for a test
+    # connector these are normal, and our own log says what matters.
+    logger = logging.getLogger("pz_excel.testserver.websockets")
+    logger.setLevel(logging.CRITICAL)
+    logger.propagate = False
+    return logger
+
+
+_QUIET = _quiet_logger()
+
+_ADDR_IN_USE = {errno.EADDRINUSE, 10048}  # 10048: WSAEADDRINUSE on Windows
+
+
+def _bind_error(exc: BaseException, host: str, port: int) -> BaseException:
+    if not isinstance(exc, OSError):
+        return exc
+    if exc.errno in _ADDR_IN_USE:
+        err = UserError(
+            Text(
+                f"port {port} on {host} is already in use: is another connector or test "
+                f"server running? Choose another one with --port",
+                f"порт {port} на {host} уже занят: не запущен ли другой коннектор или "
+                f"тестовый сервер? Выберите другой порт: --port",
+            )
+        )
+    else:
+        err = UserError(
+            Text(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                f"не удалось открыть {host}:{port}: {exc.strerror or exc}",
+            )
+        )
+    err.__cause__ = exc
+    return err
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+@click.command("testserver")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=protocol.DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free port).",
+)
+@click.option("--password", default="", help="Connector password (default: empty).")
+@click.option("--ssl", "use_ssl", is_flag=True, help="Serve wss:// (raw XML frames).")
+@click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate (PEM).")
+@click.option("--key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
+@click.option(
+    "--self-signed", is_flag=True, help="Make a throwaway self-signed certificate for TLS."
+)
+@click.option(
+    "--auth-close",
+    is_flag=True,
+    help="Wrong password: accept, then close with 4008 (as production connectors) "
+    "instead of refusing with HTTP 403 (as TestServer 1.1.2).",
+)
+@click.option("--simulate", is_flag=True, help="Play call progress after Call and Transfer.")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Append the log here.")
+def command(
+    host: str,
+    port: int,
+    password: str,
+    use_ssl: bool,
+    cert: str | None,
+    key: str | None,
+    self_signed: bool,
+    auth_close: bool,
+    simulate: bool,
+    log_path: str | None,
+) -> None:
+    """A stand-in for the vendor's TestServer 1.1.2 (Prostie Zvonki test connector).
+
+    Clients log in with either form (query string or headers); drive it with
+    `pz-excel diag ws://127.0.0.1:10150`. Ctrl+C stops it.
+    """
+    if len(password) > protocol.MAX_PASSWORD_LENGTH:
+        raise UserError(
+            Text(
+                f"the password is longer than {protocol.MAX_PASSWORD_LENGTH} characters",
+                f"пароль длиннее {protocol.MAX_PASSWORD_LENGTH} символов",
+            )
+        )
+    with contextlib.ExitStack() as stack:
+        context, fingerprint = _tls_context(stack, use_ssl, cert, key, self_signed, host)
+        server = ServerThread(
+            host,
+            port,
+            password,
+            ssl_context=context,
+            auth_close=auth_close,
+            simulate=simulate,
+            log_path=log_path,
+            on_log=lambda line: click.echo(line),
+        )
+        server.start()
+        stack.callback(server.stop)
+        click.echo(
+            str(
+                Text(
+                    f"Test connector listening on {server.url} "
+                    f"(password {'set' if password else 'empty'}). Ctrl+C stops it.",
+                    f"Тестовый коннектор слушает {server.url} "
+                    f"(пароль {'задан' if password else 'пустой'}). Ctrl+C — остановить.",
+                )
+            )
+        )
+        if fingerprint:
+            click.echo(
+                str(
+                    Text(
+                        f"TLS certificate SHA-256 fingerprint (pin it in the client): "
+                        f"{fingerprint}",
+                        f"Отпечаток SHA-256 сертификата TLS (для закрепления в клиенте): "
+                        f"{fingerprint}",
+                    )
+                )
+            )
+        _wait_for_interrupt(server)
+    click.echo(str(Text("Test connector stopped.", "Тестовый коннектор остановлен.")))
+
+
+def _tls_context(
+    stack: contextlib.ExitStack,
+    use_ssl: bool,
+    cert: str | None,
+    key: str | None,
+    self_signed: bool,
+    host: str,
+) -> tuple[ssl.SSLContext | None, str]:
+    """--ssl with --cert/--key or --self-signed (either of those implies --ssl)."""
+    if not (use_ssl or cert or key or self_signed):
+        return None, ""
+    if self_signed and (cert or key):
+        raise UserError(
+            Text(
+                "use either --cert/--key or --self-signed, not both",
+                "укажите либо --cert/--key, либо --self-signed, но не оба",
+            )
+        )
+    if self_signed:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pz-testserver-"))
+        cert_name = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        cert_path, key_path, fingerprint = tlsutil.self_signed_cert(tmp, cert_name)
+        return tlsutil.server_context(cert_path, key_path), fingerprint
+    if not (cert and key):
+        raise UserError(
+            Text(
+                "TLS needs --cert FILE and --key FILE, or --self-signed",
+                "для TLS нужны --cert ФАЙЛ и --key ФАЙЛ, либо --self-signed",
+            )
+        )
+    try:
+        context = tlsutil.server_context(cert, key)
+        fingerprint = tlsutil.fingerprint_sha256(Path(cert).read_bytes())
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise UserError(
+            Text(
+                f"cannot load the TLS certificate or key: {exc}",
+                f"не удалось загрузить сертификат или ключ TLS: {exc}",
+            )
+        ) from exc
+    return context, fingerprint
+
+
+def _wait_for_interrupt(server: ServerThread) -> None:
+    """Block until Ctrl+C (or SIGTERM, so `kill` also stops cleanly)."""
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        # A timed wait keeps Ctrl+C responsive on Windows, where a bare wait ignores it.
+        while not stop.wait(0.5) and server.running:
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        sys.stdout.flush()
