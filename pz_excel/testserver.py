@@ -57,6 +57,7 @@ HISTORY_LIMIT = 10_000  # completed calls kept for replay
 PENDING_TRANSFER_LIMIT = 10_000  # transfer requests remembered for their answers
 LOG_LINES_LIMIT = 100_000  # ``log_lines`` is trimmed past this, so a long run stays small
 SIMULATED_DURATION = 4  # seconds of talk in simulated calls
+_SIMULATION = "pz-simulation"  # name of simulation tasks: cancelled at stop()
 
 _log = logging.getLogger(__name__)
 
@@ -409,14 +410,22 @@ class ServerThread:
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
-            task.cancel()
-        if self._server is not None:
-            self._server.close()  # 1001 "going away" to every connection
-            await self._server.wait_closed()
-            self._server = None
+            if task.get_name() == _SIMULATION:
+                task.cancel()  # the 4009 closes must finish, or their sockets linger
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.close()  # 1001 "going away" to every connection
+        try:
+            await asyncio.wait_for(server.wait_closed(), self.close_timeout + 1)
+        except asyncio.TimeoutError:
+            # A peer that half-closed and never let go: drop it rather than hang stop().
+            for connection in list(server.all_connections):
+                connection.transport.abort()
+            await asyncio.wait_for(server.wait_closed(), 5)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str = "") -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name or None)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -710,7 +719,7 @@ class ServerThread:
                 },
             ),
         ]
-        return lambda: self._spawn(self._play(steps))
+        return lambda: self._spawn(self._play(steps), _SIMULATION)
 
     def _transfer(self, session: _Session, call_id: str, dst: str) -> Callable[[], None] | None:
         dst = dst.strip()
@@ -749,7 +758,7 @@ class ServerThread:
                     "End": str(now + SIMULATED_DURATION),
                     "Duration": str(SIMULATED_DURATION),
                 }
-                self._spawn(self._play([(32, base), (4, history)]))
+                self._spawn(self._play([(32, base), (4, history)]), _SIMULATION)
 
         return ring
 
