@@ -650,3 +650,25 @@ def test_cli_runs_and_stops_on_ctrl_c(tmp_path) -> None:
     assert "Traceback" not in err
     assert "stopped" in out
     assert "Client connected: GUID = 101" in log.read_text(encoding="utf-8")
+
+
+def test_calls_while_stopped_are_replayed_after_a_restart(server, connect) -> None:
+    server.stop()
+    (event,) = server.generate(4, {"From": "7343", "To": "101", "Direction": "0"})
+    server.start()
+    client = connect("101")
+    replayed = client.next_event()
+    assert (replayed.call_id, replayed.missed, replayed.missed_final) == (
+        event.call_id,
+        True,
+        True,
+    )
+
+
+def test_the_server_pings() -> None:
+    with ServerThread(ping_interval=0.05) as srv:
+        client = Raw(srv, "101")
+        opcode, _frame = client.ws.recv_data_frame(True)  # answered with a pong inside
+        assert opcode == websocket.ABNF.OPCODE_PING
+        assert client.request(protocol.get_version_request).ok  # still alive after pongs
+        client.close()
