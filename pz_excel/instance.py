@@ -21,7 +21,7 @@ class InstanceLock:
         self._fh: IO[str] | None = None
 
     def acquire(self) -> None:
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the lifetime
+        fh = open(self.path, "a+", encoding="utf-8")
         try:
             if os.name == "nt":  # pragma: no cover - Windows
                 import msvcrt

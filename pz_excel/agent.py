@@ -1,0 +1,551 @@
+"""The call agent: one per user, extension and workbook.
+
+It holds the one connection to the connector, answers transfer requests from the
+contacts' Owner column, keeps the Calls sheet, and serves the local API to Excel and the
+CLI. The order of work for every event is fixed: **journal first**, then act — so a crash
+at any point loses nothing that was received, and a restart writes what was pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from . import paths, phones, protocol
+from .api import ApiError, LocalApi, running_agents
+from .books import BookLocked, flush_dirty
+from .books.filebook import FileBook
+from .calllog import CallMapper
+from .connector import ConnectionState, ConnectorClient, ConnectorError, TlsOptions
+from .contacts import ContactIndex, ContactsWatcher
+from .i18n import Text, UserError
+from .instance import AlreadyRunning, InstanceLock
+from .journal import Journal
+from .routing import Decision, decide
+from .schema import CallRow
+
+log = logging.getLogger("pz_excel.agent")
+
+# PZ_CALL guard: a new once-key dial within this many seconds of the previous one is
+# refused (a fill-down or a workbook opening would otherwise dial a whole column).
+ONCE_GUARD_SECONDS = 3.0
+
+
+@dataclass
+class AgentConfig:
+    workbook: Path
+    server: str
+    phone: str
+    password: str = ""
+    client_type: str = "excel"
+    guid: str = ""
+    fallback: str = ""
+    tls: TlsOptions | None = None
+    journal: Path | None = None
+    save_interval: float = 1.0
+    lang: str | None = None
+    header_login: bool = False
+    settings: protocol.ConnectSettings = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.workbook = Path(self.workbook).expanduser().resolve()
+        try:
+            self.settings = protocol.ConnectSettings(
+                server=self.server,
+                phone=self.phone,
+                password=self.password,
+                client_type=self.client_type,
+                guid=self.guid,
+            )
+            self.settings.url  # noqa: B018 - validates the address now, not at first connect
+        except protocol.ProtocolError as exc:
+            raise UserError(
+                Text(f"bad connector settings: {exc}", f"неверные настройки коннектора: {exc}")
+            ) from exc
+        if self.journal is None:
+            self.journal = paths.journal_path(self.phone, self.workbook)
+
+
+def _row_json(row: CallRow) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.values().items():
+        out[key] = (
+            value.isoformat(sep=" ", timespec="seconds") if isinstance(value, datetime) else value
+        )
+    return out
+
+
+class Agent:
+    """Wires connector → journal → routing / call log → workbook, plus the local API."""
+
+    def __init__(self, config: AgentConfig, *, book_factory: Callable[[], Any] | None = None):
+        self.config = config
+        self._book_factory = book_factory
+        self._lock = InstanceLock(paths.agents_dir() / f"{self.key}.lock")
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._once_lock = threading.Lock()
+        self._last_once_dial = 0.0
+        self.journal: Journal | None = None
+        self.watcher: ContactsWatcher | None = None
+        self.client: ConnectorClient | None = None
+        self.api: LocalApi | None = None
+        self.book: Any = None
+        self.book_error: Text | None = None
+        self.last_event: dict[str, Any] | None = None
+        self.decisions: list[Decision] = []
+        self.on_decision: Callable[[Decision], None] | None = None
+        self.on_state: Callable[[ConnectionState], None] | None = None
+        self.on_rows_written: Callable[[int], None] | None = None
+        self.rows_written = 0
+
+    @property
+    def key(self) -> str:
+        return paths.agent_key(self.config.phone, self.config.workbook)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Agent:
+        cfg = self.config
+        if not cfg.workbook.exists():
+            raise UserError(
+                Text(f"workbook not found: {cfg.workbook}", f"книга не найдена: {cfg.workbook}")
+            )
+        try:
+            self._lock.acquire()
+        except AlreadyRunning:
+            other = next((a for a in running_agents() if a.key == self.key), None)
+            who = f" (pid {other.pid}, API port {other.port})" if other else ""
+            raise UserError(
+                Text(
+                    f"an agent for extension {cfg.phone} and {cfg.workbook.name} is already "
+                    f"running{who}; stop it first (pz-excel status / Disconnect)",
+                    f"агент для добавочного {cfg.phone} и книги {cfg.workbook.name} уже "
+                    f"запущен{who}; сначала остановите его (pz-excel status / «Отключить»)",
+                )
+            ) from None
+        try:
+            self._start_parts()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_parts(self) -> None:
+        cfg = self.config
+        self.journal = Journal(cfg.journal)
+        # Contacts first: a bad workbook is a user error before we touch the network.
+        self.watcher = ContactsWatcher(cfg.workbook, on_reload=self._on_contacts_reload)
+        self.mapper = CallMapper(lookup=self._lookup_contact, lang=self._lang())
+        self.book = self._open_book()
+        self.client = ConnectorClient(
+            cfg.settings,
+            tls=cfg.tls,
+            header_login=cfg.header_login,
+            on_decode_error=self._on_decode_error,
+        )
+        self.client.subscribe(self._on_event)
+        self.client.on_state(self._on_client_state)
+        self._writer = threading.Thread(target=self._writer_loop, name="pz-writer", daemon=True)
+        self._writer.start()
+        self.api = LocalApi(self._routes())
+        self.api.start(
+            key=self.key,
+            phone=cfg.phone,
+            workbook=str(cfg.workbook),
+            server=cfg.settings.url,
+            journal=str(cfg.journal),
+        )
+        self.journal.record("state", {"agent": "started", "workbook": str(cfg.workbook)})
+        self.client.start()
+
+    def stop(self) -> None:
+        """Clean stop: connection closed, pending rows written if the book allows it."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        if self.client is not None:
+            self.client.stop()
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.join(timeout=30)
+        if self.journal is not None and self.book is not None:
+            try:
+                self._flush()
+            except BookLocked:
+                pass  # rows stay in the journal; the next start writes them
+        if self.api is not None:
+            self.api.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.book is not None:
+            self.book.close()
+        if self.journal is not None:
+            self.journal.record("state", {"agent": "stopped"})
+            self.journal.close()
+        self._lock.release()
+
+    def wait(self, stop_event: threading.Event | None = None) -> None:
+        """Block until stopped (Ctrl+C, POST /stop or ``stop_event``)."""
+        while not self._stopping.is_set():
+            if stop_event is not None and stop_event.wait(0.2):
+                break
+            if stop_event is None:
+                self._stopping.wait(0.2)
+
+    # ------------------------------------------------------------------ pieces
+
+    def _lang(self) -> str:
+        if self.config.lang:
+            return self.config.lang
+        from .i18n import current_lang
+
+        return current_lang()
+
+    def _open_book(self) -> Any:
+        if self._book_factory is not None:
+            return self._book_factory()
+        return FileBook(self.config.workbook)
+
+    @property
+    def index(self) -> ContactIndex:
+        assert self.watcher is not None
+        return self.watcher.current
+
+    def _lookup_contact(self, number: str) -> tuple[str, str] | None:
+        contact = self.index.lookup(number)
+        return (contact.name, contact.owner) if contact else None
+
+    def _on_contacts_reload(self, index: ContactIndex, error: Text | None) -> None:
+        if error is not None:
+            log.warning(
+                "%s", Text("contacts not reloaded: ", "контакты не перечитаны: ").en + error.en
+            )
+        else:
+            log.info(
+                "%s", Text(f"contacts loaded: {len(index)}", f"контакты загружены: {len(index)}")
+            )
+        for warning in index.warnings[:20] if error is None else ():
+            log.warning("%s", warning)
+
+    def _on_decode_error(self, err: protocol.DecodeError) -> None:
+        if self.journal is not None:
+            self.journal.record("decode-error", {"reason": err.reason, "excerpt": err.excerpt})
+        log.warning("undecodable frame ignored: %s", err.reason)
+
+    def _on_client_state(self, state: ConnectionState) -> None:
+        if self.journal is not None and not self._stopping.is_set():
+            self.journal.record(
+                "state", {"kind": state.kind, "text": state.text.en, "retry_in": state.retry_in}
+            )
+        log.info("%s", state.text)
+        if self.on_state is not None:
+            self.on_state(state)
+
+    # ------------------------------------------------------------------ the event path
+
+    def _on_event(self, event: protocol.Event) -> None:
+        journal = self.journal
+        assert journal is not None
+        self.last_event = {
+            "type": event.type,
+            "name": str(event.name),
+            "call_id": event.call_id,
+            "from": event.from_,
+            "to": event.to,
+            "at": datetime.now().isoformat(timespec="seconds"),
+        }
+        if event.type == protocol.EventType.TRANSFER_REQUEST:
+            journal.record_event(event)  # stored before it is acted on
+            self._answer_transfer(event)
+            return
+        # One transaction: the event and the call row it changes can never disagree.
+        row = journal.apply_event(event, self.mapper)
+        if row is not None:
+            self._wake.set()
+            if event.type == protocol.EventType.INCOMING and event.to == self.config.phone:
+                self._screen_pop(event)
+
+    def _answer_transfer(self, event: protocol.Event) -> None:
+        assert self.journal is not None and self.client is not None
+        decision = decide(
+            event.call_id,
+            event.from_,
+            self.index,
+            fallback=self.config.fallback,
+            me=self.config.phone,
+        )
+        self.journal.record(
+            "decision",
+            {
+                "caller": decision.caller,
+                "to": decision.to,
+                "rule": decision.rule,
+                "reason": decision.reason.en,
+            },
+            call_id=event.call_id,
+        )
+        future = self.client.transfer_async(event.call_id, decision.to)
+        log.info(
+            "%s",
+            Text(
+                f"transfer {event.call_id} from {event.from_ or '?'} → "
+                f"{decision.to or 'declined'}: {decision.reason.en}",
+                f"перевод {event.call_id} от {event.from_ or '?'} → "
+                f"{decision.to or 'отказ'}: {decision.reason.ru}",
+            ),
+        )
+        self.decisions.append(decision)
+        del self.decisions[:-200]
+        future.add_done_callback(lambda f: self._log_response("transfer", event.call_id, f))
+        if self.on_decision is not None:
+            self.on_decision(decision)
+
+    def _log_response(self, what: str, call_id: str, future: Any) -> None:
+        if self.journal is None or self._stopping.is_set():
+            return
+        try:
+            resp = future.result()
+            self.journal.record("response", {"request": what, "code": resp.code}, call_id=call_id)
+        except Exception as exc:  # noqa: BLE001 - a lost answer is logged, not fatal
+            self.journal.record("response", {"request": what, "error": str(exc)}, call_id=call_id)
+
+    def _screen_pop(self, event: protocol.Event) -> None:
+        contact = self.index.lookup(event.from_)
+        if contact is None:
+            text = Text(f"Incoming: {event.from_}", f"Входящий: {event.from_}")
+        else:
+            who = contact.name + (f" — {contact.company}" if contact.company else "")
+            owner = f" ({contact.owner})" if contact.owner else ""
+            text = Text(f"Incoming: {who}{owner}", f"Входящий: {who}{owner}")
+        log.info("%s", text)
+        pop = getattr(self.book, "screen_pop", None)
+        if pop is not None:
+            try:
+                pop(str(text), contact.row if contact else None)
+            except Exception as exc:  # noqa: BLE001 - a pop-up must never stop the log
+                log.debug("screen pop failed: %s", exc)
+
+    # ------------------------------------------------------------------ writing rows
+
+    def _flush(self) -> int:
+        assert self.journal is not None
+        written = flush_dirty(self.journal, self.book)
+        if written:
+            self.rows_written += written
+            if self.on_rows_written is not None:
+                self.on_rows_written(written)
+        return written
+
+    def _writer_loop(self) -> None:
+        """At most one save per ``save_interval``: rows of a burst go in one batch."""
+        interval = self.config.save_interval
+        locked_since: float | None = None
+        while not self._stopping.is_set():
+            self._wake.wait(timeout=interval if locked_since is None else 2.0)
+            if self._stopping.is_set():
+                break
+            self._wake.clear()
+            started = time.monotonic()
+            try:
+                self._flush()
+                if locked_since is not None:
+                    log.info(
+                        "%s",
+                        Text(
+                            "workbook writable again: pending rows written",
+                            "книга снова доступна: ожидавшие строки записаны",
+                        ),
+                    )
+                locked_since = None
+                self.book_error = None
+            except BookLocked as exc:
+                if locked_since is None:
+                    log.warning("%s", exc.text if hasattr(exc, "text") else exc)
+                locked_since = locked_since or time.monotonic()
+                self.book_error = getattr(exc, "text", Text(str(exc), str(exc)))
+            except UserError as exc:
+                self.book_error = exc.text
+                log.error("%s", exc.text)
+            except Exception:
+                log.exception("writing the Calls sheet failed; rows stay in the journal")
+            # Pace saves: never more often than once per interval under load.
+            rest = interval - (time.monotonic() - started)
+            if rest > 0 and not self._stopping.is_set():
+                self._stopping.wait(rest)
+
+    # ------------------------------------------------------------------ local API
+
+    def _routes(self) -> dict[tuple[str, str], Callable[[dict, dict], dict]]:
+        return {
+            ("GET", "/status"): self.api_status,
+            ("POST", "/call"): self.api_call,
+            ("POST", "/transfer"): self.api_transfer,
+            ("GET", "/calls"): self.api_calls,
+            ("GET", "/lookup"): self.api_lookup,
+            ("GET", "/stats"): self.api_stats,
+            ("GET", "/missed"): self.api_missed,
+            ("POST", "/refresh"): self.api_refresh,
+            ("POST", "/stop"): self.api_stop,
+        }
+
+    def status(self) -> dict[str, Any]:
+        assert self.client is not None and self.journal is not None
+        state = self.client.state
+        stats = self.journal.stats()
+        return {
+            "state": state.kind,
+            "state_text": str(state.text),
+            "retry_in": state.retry_in,
+            "phone": self.config.phone,
+            "server": self.config.settings.url,
+            "workbook": str(self.config.workbook),
+            "journal": str(self.config.journal),
+            "last_event": self.last_event,
+            "contacts": len(self.index),
+            "warnings": [str(w) for w in self.index.warnings[:50]],
+            "pending_rows": stats.get("dirty", 0),
+            "book": getattr(self.book, "kind", "file"),
+            "book_error": str(self.book_error) if self.book_error else None,
+        }
+
+    def api_status(self, params: dict, body: dict) -> dict:
+        return self.status()
+
+    def place_call(self, number: str) -> protocol.Response:
+        assert self.client is not None and self.journal is not None
+        number = (number or "").strip()
+        if not number:
+            raise ApiError(400, Text("no number to call", "нет номера для звонка"))
+        self.journal.record("request", {"method": "Call", "to": number})
+        try:
+            resp = self.client.call(number, timeout=5.0)
+        except ConnectorError as exc:
+            self.journal.record("response", {"request": "Call", "error": exc.text.en})
+            raise ApiError(503, exc.text) from exc
+        self.journal.record("response", {"request": "Call", "code": resp.code})
+        return resp
+
+    def api_call(self, params: dict, body: dict) -> dict:
+        assert self.journal is not None
+        number = str(body.get("number") or "")
+        once_key = str(body.get("once_key") or "")
+        now = datetime.now()
+        if once_key:
+            with self._once_lock:
+                previous = self.journal.once_get(once_key)
+                if previous is not None:
+                    return {
+                        "code": 0,
+                        "already": True,
+                        "at": previous,
+                        "message": str(
+                            Text(f"called at {previous[11:16]}", f"звонок был в {previous[11:16]}")
+                        ),
+                    }
+                if time.monotonic() - self._last_once_dial < ONCE_GUARD_SECONDS:
+                    return {
+                        "code": -1,
+                        "already": False,
+                        "at": None,
+                        "message": str(
+                            Text(
+                                "not dialled: another formula dialled a moment ago "
+                                "(fill-down or recalculation guard)",
+                                "не набрано: другая формула только что звонила "
+                                "(защита от протягивания и пересчёта)",
+                            )
+                        ),
+                    }
+                self._last_once_dial = time.monotonic()
+                self.journal.once_put(once_key, now.isoformat(sep=" ", timespec="seconds"))
+        resp = self.place_call(number)
+        message = (
+            Text("calling…", "звоним…")
+            if resp.ok
+            else Text(
+                f"connector refused the call (code {resp.code})",
+                f"коннектор отклонил звонок (код {resp.code})",
+            )
+        )
+        return {
+            "code": resp.code,
+            "already": False,
+            "at": now.isoformat(sep=" ", timespec="seconds"),
+            "message": str(message),
+        }
+
+    def api_transfer(self, params: dict, body: dict) -> dict:
+        assert self.client is not None
+        call_id = str(body.get("call_id") or "").strip()
+        if not call_id:
+            raise ApiError(400, Text("call_id is required", "нужен call_id"))
+        try:
+            resp = self.client.transfer(call_id, str(body.get("to") or ""), timeout=5.0)
+        except ConnectorError as exc:
+            raise ApiError(503, exc.text) from exc
+        return {"code": resp.code}
+
+    def api_calls(self, params: dict, body: dict) -> dict:
+        assert self.journal is not None
+        limit = max(1, min(int(params.get("limit") or 50), 1000))
+        key = phones.normalize(params["number"]) if params.get("number") else None
+        rows = self.journal.recent_calls(limit=limit, number_key=key)
+        return {"calls": [_row_json(r) for r in rows]}
+
+    def api_lookup(self, params: dict, body: dict) -> dict:
+        number = params.get("number", "")
+        key = phones.normalize(number)
+        contact = self.index.lookup(number) if key else None
+        payload: dict[str, Any] = {
+            "number": number,
+            "key": key,
+            "display": phones.display(key) if key else number,
+            "contact": None,
+            "extension": None,
+        }
+        if contact is not None:
+            payload["contact"] = {
+                "name": contact.name,
+                "phone": contact.phone,
+                "owner": contact.owner,
+                "company": contact.company,
+                "row": contact.row,
+            }
+            payload["extension"] = self.index.owner_extension(contact.owner)
+        return payload
+
+    def api_stats(self, params: dict, body: dict) -> dict:
+        assert self.journal is not None
+        key = phones.normalize(params.get("number", ""))
+        if key is None:
+            raise ApiError(400, Text("not a phone number", "это не номер телефона"))
+        days = params.get("days")
+        since = datetime.now() - timedelta(days=float(days)) if days else None
+        last = self.journal.recent_calls(limit=1, number_key=key)
+        return {
+            "count": self.journal.count_calls(number_key=key, since=since),
+            "last": _row_json(last[0]) if last else None,
+        }
+
+    def api_missed(self, params: dict, body: dict) -> dict:
+        assert self.journal is not None
+        rows = self.journal.missed_not_called_back(owner=params.get("owner") or None)
+        return {"count": len(rows), "calls": [_row_json(r) for r in rows[:200]]}
+
+    def api_refresh(self, params: dict, body: dict) -> dict:
+        assert self.watcher is not None
+        self.watcher.refresh()
+        return {"contacts": len(self.index), "warnings": [str(w) for w in self.index.warnings]}
+
+    def api_stop(self, params: dict, body: dict) -> dict:
+        # Answer first, stop right after: the caller gets its reply.
+        threading.Thread(target=self.stop, name="pz-stop", daemon=True).start()
+        return {}

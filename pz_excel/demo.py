@@ -1,0 +1,304 @@
+"""``pz-excel demo``: the whole product on the embedded default, in under 30 seconds.
+
+Starts our test connector in-process on a free loopback port, writes a demo workbook
+(a few hundred contacts with owners, three managers), runs the agent for extension 101 and
+plays a scripted set of calls, then reads the Calls sheet back and prints it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from .i18n import Text, UserError, current_lang
+
+MANAGERS = [("Анна Смирнова", "101"), ("Борис Иванов", "102"), ("Вера Петрова", "103")]
+ME = "101"
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: Text) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise UserError(Text(f"demo step timed out: {what.en}", f"шаг демо не дождался: {what.ru}"))
+
+
+def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) -> Path:
+    # Imports here keep `pz-excel --help` fast.
+    from .agent import Agent, AgentConfig
+    from .api import ApiClient
+    from .template import demo_contacts, write_template
+    from .testserver import ServerThread
+
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ["PZ_EXCEL_HOME"] = str(directory / "state")  # demo state stays in its folder
+    book = directory / "pz-excel-demo.xlsx"
+    journal = directory / "state" / "demo-journal.sqlite"
+    for stale in (book, journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")):
+        stale.unlink(missing_ok=True)
+
+    ru = lang == "ru"
+    steps = 9
+    step_no = 0
+
+    def step(text: Text) -> None:
+        nonlocal step_no
+        step_no += 1
+        console.print(f"[bold cyan][{step_no}/{steps}][/] {text.ru if ru else text.en}")
+
+    started = time.monotonic()
+    step(Text("Starting the built-in test connector", "Запускаем встроенный тестовый коннектор"))
+    server = ServerThread(host="127.0.0.1", port=0).start()
+    agent = None
+    try:
+        step(
+            Text(
+                f"Writing the demo workbook ({contacts} contacts, 3 managers)",
+                f"Создаём демо-книгу ({contacts} контактов, 3 менеджера)",
+            )
+        )
+        people = demo_contacts(contacts, MANAGERS, seed=7)
+        write_template(
+            book,
+            lang=lang,
+            force=True,
+            contacts=people,
+            managers=MANAGERS,
+            settings={"server": server.url, "phone": ME},
+        )
+        mine = next(c for c in people if c[2] == MANAGERS[0][0])  # owned by Anna (101)
+        boris = next(c for c in people if c[2] == MANAGERS[1][0])  # owned by Boris (102)
+
+        def start_agent() -> Agent:
+            cfg = AgentConfig(
+                workbook=book,
+                server=server.url,
+                phone=ME,
+                lang=lang,
+                journal=journal,
+                save_interval=0.3,
+            )
+            return Agent(cfg).start()
+
+        step(Text("Starting the agent for extension 101", "Запускаем агента для добавочного 101"))
+        agent = start_agent()
+        _wait(
+            lambda: agent.client.state.kind == "connected",
+            10,
+            Text("agent connected", "агент подключился"),
+        )
+        t0 = int(time.time()) - 3600
+
+        step(
+            Text(
+                f"Known caller {mine[1]} ({mine[0]}) → transferred to the owner's extension",
+                f"Известный клиент {mine[1]} ({mine[0]}) → перевод на ответственного",
+            )
+        )
+        server.generate(1, {"From": mine[1], "CallID": "900000000000001", "Line": "1"})
+        _wait(
+            lambda: server.transfers.get("900000000000001") == ME,
+            5,
+            Text("transfer answered", "ответ на перевод"),
+        )
+        server.generate(32, {"From": mine[1], "To": ME, "CallID": "900000000000001", "Line": "1"})
+        server.generate(
+            4,
+            {
+                "From": mine[1],
+                "To": ME,
+                "CallID": "900000000000001",
+                "Start": str(t0),
+                "End": str(t0 + 95),
+                "Duration": "95",
+                "Direction": "0",
+                "Line": "1",
+                "Record": "http://records.example/900000000000001.mp3",
+            },
+        )
+
+        step(
+            Text(
+                f"Caller {boris[1]} of Boris (102) → routed to 102, not to us",
+                f"Клиент Бориса (102) {boris[1]} → направлен на 102, не к нам",
+            )
+        )
+        server.generate(1, {"From": boris[1], "CallID": "900000000000002"})
+        _wait(
+            lambda: server.transfers.get("900000000000002") == "102",
+            5,
+            Text("transfer answered", "ответ на перевод"),
+        )
+
+        step(
+            Text(
+                "Unknown caller +7 999 000-00-00 → declined (no fallback)",
+                "Неизвестный номер +7 999 000-00-00 → отказ (нет запасного)",
+            )
+        )
+        server.generate(1, {"From": "79990000000", "CallID": "900000000000003"})
+        _wait(
+            lambda: any("900000000000003" in d.call_id for d in agent.decisions),
+            5,
+            Text("decline sent", "отказ отправлен"),
+        )
+
+        step(
+            Text(
+                "Click-to-call from the workbook (the ribbon's Call button)",
+                "Звонок из книги (кнопка «Позвонить» на ленте)",
+            )
+        )
+        api = ApiClient.discover(workbook=book, timeout=5.0)
+        result = api.post("/call", {"number": people[5][1]})
+        if result["code"] != 0:
+            raise UserError(Text("click-to-call refused", "звонок отклонён"))
+        for etype, extra in (
+            (8, {}),
+            (16, {}),
+            (
+                4,
+                {
+                    "Start": str(t0 + 600),
+                    "End": str(t0 + 660),
+                    "Duration": "60",
+                    "Direction": "1",
+                    "Record": "http://records.example/900000000000004.mp3",
+                },
+            ),
+        ):
+            server.generate(
+                etype, {"From": ME, "To": people[5][1], "CallID": "900000000000004", **extra}
+            )
+
+        step(Text("A missed call (rang, nobody answered)", "Пропущенный звонок (никто не ответил)"))
+        server.generate(2, {"From": people[9][1], "To": ME, "CallID": "900000000000005"})
+        server.generate(
+            4,
+            {
+                "From": people[9][1],
+                "To": ME,
+                "CallID": "900000000000005",
+                "Start": str(t0 + 900),
+                "End": str(t0 + 930),
+                "Duration": "0",
+                "Direction": "0",
+            },
+        )
+        _wait(
+            lambda: agent.journal.stats().get("dirty", 0) == 0 and agent.rows_written >= 3,
+            10,
+            Text("rows written to Calls", "строки записаны в «Звонки»"),
+        )
+
+        step(
+            Text(
+                "Agent offline; a call completes meanwhile; agent back → late row",
+                "Агент отключён; тем временем звонок завершился; агент снова в сети → "
+                "запоздавшая строка",
+            )
+        )
+        agent.stop()
+        server.generate(
+            4,
+            {
+                "From": people[12][1],
+                "To": ME,
+                "CallID": "900000000000006",
+                "Start": str(t0 + 1200),
+                "End": str(t0 + 1290),
+                "Duration": "90",
+                "Direction": "0",
+                "Record": "http://records.example/900000000000006.mp3",
+            },
+        )
+        agent = start_agent()
+        _wait(
+            lambda: agent.journal.get_call("900000000000006") is not None,
+            10,
+            Text("replayed call received", "получен повторно доставленный звонок"),
+        )
+        _wait(
+            lambda: agent.journal.stats().get("dirty", 0) == 0,
+            10,
+            Text("rows written to Calls", "строки записаны в «Звонки»"),
+        )
+    finally:
+        if agent is not None:
+            agent.stop()
+        server.stop()
+
+    _print_calls(book, lang, console)
+    console.print(
+        str(
+            Text(
+                f"\nWorkbook: {book}\nDone in {time.monotonic() - started:.1f} s. "
+                f"Open the workbook and look at the Calls sheet.",
+                f"\nКнига: {book}\nГотово за {time.monotonic() - started:.1f} с. Откройте книгу, "
+                f"лист «Звонки».",
+            )
+        )
+    )
+    return book
+
+
+def _print_calls(book: Path, lang: str, console: Console) -> None:
+    from openpyxl import load_workbook
+
+    from .schema import CALLS
+
+    wb = load_workbook(book, read_only=True)
+    ws = wb[CALLS.title(lang)]
+    rows = list(ws.iter_rows(values_only=True))
+    wb.close()
+    table = Table(title=CALLS.title(lang))
+    keep = [
+        "call_id",
+        "direction",
+        "status",
+        "client_phone",
+        "contact",
+        "owner",
+        "start",
+        "duration",
+        "recording",
+        "late",
+    ]
+    header = list(rows[0])
+    idx = [header.index(CALLS.column(k).header(lang)) for k in keep]
+    for i in idx:
+        table.add_column(str(header[i]), overflow="fold")
+    for row in rows[1:]:
+        cells = []
+        for i in idx:
+            value = row[i]
+            if isinstance(value, datetime):
+                value = (value - timedelta(microseconds=value.microsecond)).strftime("%d.%m %H:%M")
+            cells.append("" if value is None else str(value))
+        table.add_row(*cells)
+    console.print(table)
+
+
+@click.command("demo")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("pz-excel-demo"),
+    show_default=True,
+    help="Where the demo workbook and its journal go.",
+)
+@click.option("--lang", type=click.Choice(["en", "ru"]), default=None)
+@click.option("--contacts", default=300, show_default=True, help="How many demo contacts.")
+def demo_command(directory: Path, lang: str | None, contacts: int) -> None:
+    """Run the whole product on a built-in test connector with a scripted set of calls."""
+    run_demo(directory.resolve(), lang or current_lang(), Console(), contacts)
