@@ -552,9 +552,16 @@ def test_reconnects_after_the_connector_restarts_on_the_same_port(server, make_c
     assert kinds.index("retrying") < len(kinds) - 1 - kinds[::-1].index("connected")
 
 
-def test_connection_refused_is_retried_with_growing_delays(make_client):
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port that refuses connections: bound (so nobody else takes it), never listening."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
+
+
+def test_connection_refused_is_retried_with_growing_delays(refused_port, make_client):
+    port = refused_port
     _client, rec = make_client(
         f"ws://127.0.0.1:{port}", backoff=Backoff(base=0.01, cap=0.04, jitter="none")
     )
@@ -566,9 +573,8 @@ def test_connection_refused_is_retried_with_growing_delays(make_client):
     assert texts[0] == "retrying in 0.0 s: connection refused"
 
 
-def test_stop_while_retrying_returns_promptly(make_client):
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        port = s.getsockname()[1]
+def test_stop_while_retrying_returns_promptly(refused_port, make_client):
+    port = refused_port
     client, _ = make_client(f"ws://127.0.0.1:{port}", backoff=Backoff(base=30, jitter="none"))
     assert client.wait_state(lambda s: s.kind == "retrying", T) is not None
     started = time.monotonic()
