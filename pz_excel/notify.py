@@ -1,0 +1,132 @@
+"""Screen pop for incoming calls: the text, and a desktop toast where Windows has one.
+
+``notify`` never blocks the caller (the agent's event thread) and never raises: it returns
+``False`` when it could not show anything, and the caller falls back to Excel's status bar.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from .i18n import Text
+
+log = logging.getLogger("pz_excel.notify")
+
+APP_NAME = "Prostie Zvonki"
+# Toasts need a registered app id; PowerShell's is present on every Windows 10/11.
+POWERSHELL_APP_ID = (
+    "{1AC14E77-02E7-4E5D-B744-2EB1AE5198B7}\\WindowsPowerShell\\v1.0\\powershell.exe"
+)
+
+
+def screen_pop_text(number: str, contact: Mapping[str, Any] | None = None) -> Text:
+    """``Incoming: name — company (owner)``; just the number for an unknown caller."""
+    if not contact or not str(contact.get("name") or "").strip():
+        who = number or "?"
+        return Text(f"Incoming: {who}", f"Входящий: {who}")
+    who = str(contact["name"]).strip()
+    company = str(contact.get("company") or "").strip()
+    owner = str(contact.get("owner") or "").strip()
+    if company:
+        who += f" — {company}"
+    if owner:
+        who += f" ({owner})"
+    return Text(f"Incoming: {who}", f"Входящий: {who}")
+
+
+# The script reads title and text from environment variables: caller names come from a
+# workbook and must never become PowerShell code or XML markup.
+_TOAST_SCRIPT = r"""
+$ErrorActionPreference = 'Stop'
+[void][Windows.UI.Notifications.ToastNotificationManager, Windows.UI.Notifications, ContentType = WindowsRuntime]
+[void][Windows.Data.Xml.Dom.XmlDocument, Windows.Data.Xml.Dom.XmlDocument, ContentType = WindowsRuntime]
+$t = [Security.SecurityElement]::Escape($env:PZ_TOAST_TITLE)
+$b = [Security.SecurityElement]::Escape($env:PZ_TOAST_TEXT)
+$xml = New-Object Windows.Data.Xml.Dom.XmlDocument
+$xml.LoadXml("<toast><visual><binding template='ToastGeneric'><text>$t</text><text>$b</text></binding></visual></toast>")
+$toast = [Windows.UI.Notifications.ToastNotification]::new($xml)
+[Windows.UI.Notifications.ToastNotificationManager]::CreateToastNotifier($env:PZ_TOAST_APP).Show($toast)
+"""  # noqa: E501
+
+
+def toast_command(title: str, text: str) -> tuple[list[str], dict[str, str]]:
+    """The PowerShell command line and environment that show one toast."""
+    encoded = base64.b64encode(_TOAST_SCRIPT.encode("utf-16-le")).decode("ascii")
+    argv = [
+        "powershell.exe",
+        "-NoProfile",
+        "-NonInteractive",
+        "-ExecutionPolicy",
+        "Bypass",
+        "-WindowStyle",
+        "Hidden",
+        "-EncodedCommand",
+        encoded,
+    ]
+    env = dict(os.environ)
+    env.update(PZ_TOAST_TITLE=title, PZ_TOAST_TEXT=text, PZ_TOAST_APP=POWERSHELL_APP_ID)
+    return argv, env
+
+
+def _toast_library(title: str, text: str) -> bool:
+    """The optional ``windows-toasts`` package, when installed (no console flash)."""
+    try:
+        from windows_toasts import Toast, WindowsToaster  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    toast = Toast()
+    toast.text_fields = [title, text]
+    WindowsToaster(APP_NAME).show_toast(toast)
+    return True
+
+
+def notify(title: str, text: str) -> bool:
+    """Show a desktop notification without waiting for it; ``False`` if none was shown."""
+    if sys.platform != "win32":
+        return False  # Excel's status bar carries the pop elsewhere
+    try:
+        if _toast_library(title, text):
+            return True
+        argv, env = toast_command(title, text)
+        subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+            close_fds=True,
+        )
+        return True
+    except Exception as exc:  # noqa: BLE001 - a pop-up must never stop the call log
+        log.debug("toast not shown: %s", exc)
+        return False
+
+
+NO_PROMPT = object()  # ask_text could not show a dialog here
+
+
+def ask_text(prompt: str, title: str, *, password: bool = False) -> str | object | None:
+    """A small desktop prompt above all windows (tkinter): the text, ``None`` if cancelled,
+    or ``NO_PROMPT`` where no dialog can be shown (no tkinter, no display)."""
+    try:
+        from tkinter import TclError, Tk
+        from tkinter.simpledialog import askstring
+    except ImportError:
+        return NO_PROMPT
+    try:
+        root = Tk()
+    except TclError:
+        return NO_PROMPT
+    try:
+        root.withdraw()
+        root.attributes("-topmost", True)  # in front of Excel, not behind it
+        return askstring(title, prompt, show="•" if password else None, parent=root)
+    finally:
+        root.destroy()

@@ -1,0 +1,452 @@
+"""Ribbon macros' decisions, the agent process they start, and the screen-pop text.
+
+Sheets are real .xlsx files (openpyxl) read row by row as the macros read Excel; the
+agent side is a real ``LocalApi`` or a real ``python -m pz_excel`` process.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from pz_excel import macros, notify, phones
+from pz_excel.api import ApiClient, LocalApi
+from pz_excel.i18n import UserError
+from pz_excel.macros import (
+    Pick,
+    SettingCell,
+    agent_command,
+    apply_setting_answer,
+    call_back_pick,
+    latest_missed,
+    owner_for_extension,
+    parse_settings,
+    pick_number,
+    setting_writes,
+    settings_values,
+    spawn_options,
+    status_message,
+    table_lang,
+    validate_settings,
+    wait_for_agent,
+)
+from pz_excel.schema import CALLS
+
+ANNA = "+7 (343) 011-22-33"
+BORIS = "8 343 011-22-44"
+
+
+def key(raw: str) -> str:
+    found = phones.normalize(raw)
+    assert found
+    return found
+
+
+@pytest.fixture
+def book(tmp_path) -> Path:
+    """A CRM workbook like the template: Contacts under a title, Calls, Managers, Notes."""
+    wb = openpyxl.Workbook()
+    contacts = wb.active
+    contacts.title = "Contacts"
+    contacts.append(["Our clients"])
+    contacts.append([])
+    contacts.append(["Name", "Company", "Phone", "Owner", "Notes"])
+    contacts.append(["Ivan Petrov", "Uralsteel", ANNA, "Anna", "call after 15"])
+    contacts.append(["Olga Sidorova", "Mebel", None, "Boris", ""])
+    contacts.append(["Pavel", "", 73430112255, "Boris", ""])  # a number typed as a number
+    calls = wb.create_sheet("Звонки")  # Russian headers: found in either language
+    calls.append(
+        [
+            "ID звонка",
+            "Направление",
+            "Статус",
+            "Телефон клиента",
+            "Контакт",
+            "Длительность (с)",
+            "Начало",
+        ]
+    )
+    calls.append(
+        ["c-1", "входящий", "пропущен", BORIS, "Boris Client", 0, datetime(2026, 11, 23, 10, 42)]
+    )
+    calls.append(["c-2", "исходящий", "завершён", "", "", 35, datetime(2026, 11, 23, 11, 0)])
+    managers = wb.create_sheet("Managers")
+    managers.append(["Owner", "Extension"])
+    managers.append(["Anna", 101])
+    managers.append(["Boris", "102"])
+    notes = wb.create_sheet("Notes")
+    notes.append(["Ivan", "+7 343 011-22-66", datetime(2026, 1, 2)])
+    path = tmp_path / "crm.xlsx"
+    wb.save(path)
+    return path
+
+
+@pytest.fixture
+def sheets(book):
+    wb = openpyxl.load_workbook(book)
+
+    def row_of(sheet: str, row: int) -> list:
+        return [c.value for c in wb[sheet][row]]
+
+    def cell(sheet: str, ref: str):
+        c = wb[sheet][ref]
+        return (sheet, c.row, c.column, c.value)
+
+    return row_of, cell
+
+
+# ---------------------------------------------------------------------- what to call
+
+
+def test_a_phone_cell_anywhere_is_dialled(sheets):
+    row_of, cell = sheets
+    pick = pick_number([cell("Notes", "B1")], row_of)
+    assert pick == Pick(
+        key("+7 343 011-22-66"), phones.display(key("+7 343 011-22-66")), "", "Notes!B1"
+    )
+
+
+def test_a_name_on_contacts_dials_the_rows_phone(sheets):
+    row_of, cell = sheets
+    for ref in ("A4", "B4", "C4", "E4"):  # name, company, the phone itself, notes
+        pick = pick_number([cell("Contacts", ref)], row_of)
+        assert pick is not None
+        assert (pick.number, pick.who, pick.where) == (key(ANNA), "Ivan Petrov", "Contacts!C4")
+    assert pick.label() == f"Ivan Petrov ({phones.display(key(ANNA))})"
+
+
+def test_a_number_typed_as_a_number_is_read_as_digits(sheets):
+    row_of, cell = sheets
+    pick = pick_number([cell("Contacts", "A6")], row_of)
+    assert pick is not None and pick.number == key("73430112255")
+
+
+def test_calls_sheet_in_russian_dials_the_client_phone_not_the_duration(sheets):
+    row_of, cell = sheets
+    for ref in ("A2", "F2", "G2"):  # the ID, the duration, the start time
+        pick = pick_number([cell("Звонки", ref)], row_of)
+        assert pick is not None and pick.number == key(BORIS)
+        assert pick.who == "Boris Client" and pick.where == "Звонки!D2"
+
+
+def test_multi_cell_selection_takes_the_first_valid_number(sheets):
+    row_of, cell = sheets
+    selection = [cell("Contacts", "A5"), cell("Contacts", "D5"), cell("Contacts", "A4")]
+    pick = pick_number(selection, row_of)  # Olga has no phone: Ivan's row is next
+    assert pick is not None and pick.who == "Ivan Petrov"
+
+
+def test_nothing_valid_says_why(sheets, monkeypatch):
+    row_of, cell = sheets
+    with pytest.raises(UserError, match="Select a cell with a phone number"):
+        pick_number([], row_of)
+    with pytest.raises(UserError, match="«Ivan» is not a phone number"):
+        pick_number([cell("Notes", "A1")], row_of)
+    with pytest.raises(UserError, match="no valid phone number"):
+        pick_number([cell("Contacts", "A5")], row_of)
+    with pytest.raises(UserError, match="are empty"):
+        pick_number([cell("Notes", "E9")], row_of)
+    with pytest.raises(UserError, match="not a phone number"):
+        pick_number([cell("Notes", "C1")], row_of)  # a date is never dialled
+    with pytest.raises(UserError, match="not a phone number"):
+        pick_number([cell("Contacts", "A1")], row_of)  # the title above the header
+    monkeypatch.setenv("PZ_LANG", "ru")
+    with pytest.raises(UserError, match="не номер телефона"):
+        pick_number([cell("Notes", "A1")], row_of)
+
+
+def test_call_back_uses_a_calls_row_or_falls_back(sheets):
+    row_of, cell = sheets
+    on_calls = pick_number([cell("Звонки", "B2")], row_of, tables=(CALLS,), tables_only=True)
+    assert on_calls is not None and on_calls.number == key(BORIS)
+    # Elsewhere (even on a phone number) call back means "the newest missed call".
+    assert pick_number([cell("Notes", "B1")], row_of, tables=(CALLS,), tables_only=True) is None
+    assert pick_number([cell("Звонки", "A1")], row_of, tables=(CALLS,), tables_only=True) is None
+    with pytest.raises(UserError, match="no valid phone number"):
+        pick_number([cell("Звонки", "A3")], row_of, tables=(CALLS,), tables_only=True)
+
+
+def test_missed_call_fallback_pieces(book):
+    wb = openpyxl.load_workbook(book)
+    managers = [[c.value for c in r] for r in wb["Managers"].iter_rows()]
+    assert owner_for_extension(managers, "101") == "Anna"  # 101 typed as a number
+    assert owner_for_extension(managers, "102") == "Boris"
+    assert owner_for_extension(managers, "999") is None
+    calls = [
+        {"client_phone": ANNA, "start": "2026-11-23 09:00:00", "contact": "Ivan Petrov"},
+        {"client_phone": BORIS, "start": "2026-11-23 10:42:00", "contact": ""},
+        {"client_phone": "", "start": "2026-11-23 11:00:00"},  # hidden number
+    ]
+    newest = latest_missed(calls)
+    assert newest is calls[1]
+    assert call_back_pick(newest).number == key(BORIS)
+    assert latest_missed([]) is None
+    with pytest.raises(UserError, match="cannot be dialled"):
+        call_back_pick({"client_phone": "unknown"})
+
+
+# ---------------------------------------------------------------------- messages
+
+
+STATUS = {
+    "state": "connected",
+    "state_text": "connected",
+    "retry_in": None,
+    "phone": "101",
+    "server": "ws://pbx.office:10150/",
+    "workbook": "C:/crm/crm.xlsx",
+    "journal": "C:/Users/anna/AppData/Local/pz-excel/journal/101-abc.sqlite",
+    "last_event": {
+        "type": 1,
+        "name": "incoming",
+        "call_id": "c-1",
+        "from": "73430112233",
+        "to": "101",
+        "at": "2026-11-23T10:42:07",
+    },
+    "contacts": 300,
+    "warnings": ["row 7: phone 'abc' is not a number"],
+    "pending_rows": 0,
+    "book": "excel",
+}
+
+
+def test_status_message_in_both_languages():
+    text = status_message(STATUS, "en")
+    assert "State: connected" in text and "Extension: 101" in text
+    assert "Server: ws://pbx.office:10150/" in text
+    assert "Last event: incoming c-1 73430112233 → 101, 2026-11-23 10:42:07" in text
+    assert "Journal: C:/Users/anna/AppData/Local/pz-excel/journal/101-abc.sqlite" in text
+    assert "row 7: phone 'abc' is not a number" in text
+    ru = status_message(
+        {**STATUS, "state": "retrying", "state_text": "повтор через 5 с", "last_event": None}, "ru"
+    )
+    assert "Состояние: переподключение — повтор через 5 с" in ru
+    assert "Последнее событие: —" in ru and "Добавочный: 101" in ru
+
+
+def test_call_and_refresh_messages(monkeypatch):
+    pick = Pick("73430112233", "+7 343 011-22-33", "Ivan Petrov")
+    ok, text = macros.call_message(pick, {"code": 0})
+    assert ok and text.en == "Calling Ivan Petrov (+7 343 011-22-33)…"
+    ok, text = macros.call_message(pick, {"code": 503, "message": "connector offline"})
+    assert not ok and "code 503" in text.en and "connector offline" in text.en
+    refreshed = macros.refresh_message({"contacts": 300, "warnings": [f"w{i}" for i in range(12)]})
+    assert refreshed.en.startswith("Contacts loaded: 300.") and "… and 2 more" in refreshed.en
+    monkeypatch.setenv("PZ_LANG", "ru")
+    assert str(refreshed).startswith("Загружено контактов: 300.")
+
+
+# ---------------------------------------------------------------------- settings
+
+
+def settings_table(lang: str = "en") -> list[list]:
+    if lang == "ru":
+        return [
+            ["Параметр", "Значение"],
+            ["Адрес сервера", "pbx.office"],
+            ["Добавочный номер", 101.0],
+            ["Тип клиента", None],
+        ]
+    return [
+        ["Setting", "Value"],
+        ["Server URL", "ws://pbx.office:10150"],
+        ["Extension", "101"],
+        ["Client type", "excel"],
+        ["Fallback extension", ""],
+    ]
+
+
+def test_parse_and_validate_settings():
+    cells = parse_settings(settings_table())
+    assert cells["server"] == SettingCell(2, 2, "ws://pbx.office:10150")
+    assert settings_values(cells) == {
+        "server": "ws://pbx.office:10150",
+        "phone": "101",
+        "client_type": "excel",
+    }
+    assert validate_settings(settings_values(cells)) == []
+    ru = settings_values(parse_settings(settings_table("ru")))
+    assert ru == {"server": "pbx.office", "phone": "101"}  # 101.0 from Excel is "101"
+    assert validate_settings(ru) == []
+
+
+def test_settings_problems_are_sentences():
+    problems = validate_settings({})
+    assert [p.en.split(":")[0] for p in problems] == ["Server URL is empty", "Extension is empty"]
+    problems = validate_settings(
+        {"server": "http://pbx", "phone": "1O1", "client_type": "эксель", "fallback": "x"}
+    )
+    assert len(problems) == 4
+    assert "ws://" in problems[0].en and "«1O1»" in problems[1].en
+    text = macros.problems_text(problems)
+    assert text.en.startswith("Please fix the settings:\n• ")
+    assert text.ru.startswith("Исправьте настройки:\n• ")
+
+
+def test_settings_edits():
+    assert apply_setting_answer("101", "", required=True) == "101"
+    assert apply_setting_answer("101", " 102 ", required=True) == "102"
+    assert apply_setting_answer("105", "-", required=False) == ""
+    assert apply_setting_answer("101", "-", required=True) == "-"  # then validation says no
+    table = settings_table("ru")
+    cells = parse_settings(table)
+    new = {"server": "pbx.office", "phone": "102", "client_type": "", "fallback": "105"}
+    writes = setting_writes(cells, new, len(table), table_lang(table))
+    assert writes == [(3, 2, "102"), (5, 1, "Добавочный по умолчанию"), (5, 2, "105")]
+    assert table_lang(settings_table("en")) in ("en", "ru")  # no Russian label: the locale
+
+
+# ---------------------------------------------------------------------- the agent process
+
+
+def test_agent_command_carries_the_live_settings():
+    values = {"server": "ws://pbx:10150", "phone": "101", "client_type": "", "fallback": "105"}
+    argv = agent_command("/crm/crm.xlsx", values, python="/py/bin/python", windows=False)
+    assert argv == [
+        "/py/bin/python",
+        "-m",
+        "pz_excel",
+        "run",
+        "--workbook",
+        "/crm/crm.xlsx",
+        "--server",
+        "ws://pbx:10150",
+        "--phone",
+        "101",
+        "--fallback",
+        "105",
+    ]
+    argv = agent_command(
+        "/crm/crm.xlsx", values, python="/py/python", password_env=True, windows=False
+    )
+    assert argv[-2:] == ["--password-env", macros.PASSWORD_ENV]
+    assert "secret" not in " ".join(argv)
+
+
+def test_agent_command_prefers_pythonw_on_windows(tmp_path):
+    (tmp_path / "python.exe").write_bytes(b"")
+    (tmp_path / "pythonw.exe").write_bytes(b"")
+    argv = agent_command("C:/crm.xlsx", {}, python=str(tmp_path / "python.exe"), windows=True)
+    assert argv[0] == str(tmp_path / "pythonw.exe")
+
+
+def test_spawn_options_detach():
+    win = spawn_options(windows=True)
+    assert win["creationflags"] & 0x00000008  # DETACHED_PROCESS
+    assert win["creationflags"] & 0x00000200  # CREATE_NEW_PROCESS_GROUP
+    assert spawn_options(windows=False)["start_new_session"] is True
+
+
+def test_start_agent_failure_shows_the_agents_own_words(tmp_path):
+    missing = tmp_path / "nowhere.xlsx"
+    proc = macros.start_agent(missing, {"server": "ws://127.0.0.1:9", "phone": "101"})
+    with pytest.raises(UserError) as info:
+        wait_for_agent(missing, proc, timeout=60)
+    assert proc.returncode == 2
+    assert "workbook not found" in info.value.text.en
+    assert str(missing) in info.value.text.en
+
+
+def test_password_is_never_on_the_command_line_or_in_the_log(tmp_path):
+    book = tmp_path / "b.xlsx"
+    proc = macros.start_agent(book, {"server": "ws://127.0.0.1:9", "phone": "101"}, "s3cret")
+    assert "s3cret" not in " ".join(proc.args)
+    assert proc.args[-2:] == ["--password-env", macros.PASSWORD_ENV]
+    proc.wait(60)  # the agent ran and stopped on the missing workbook
+    log_text = macros.agent_log(book).read_text(encoding="utf-8")
+    assert "workbook not found" in log_text and "s3cret" not in log_text
+
+
+class StartingAgent:
+    """A stand-in agent whose connection goes connecting → connected as it is polled."""
+
+    def __init__(self, workbook: Path, states: list[str]):
+        self.states = states
+        self.api = LocalApi({("GET", "/status"): self.status, ("POST", "/call"): self.call})
+        self.api.start(
+            key="101-x",
+            phone="101",
+            workbook=str(workbook),
+            server="ws://pbx:10150/",
+            journal="/tmp/j",
+        )
+        self.calls: list[dict] = []
+
+    def status(self, params, body):
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return {**STATUS, "state": state, "state_text": state}
+
+    def call(self, params, body):
+        self.calls.append(body)
+        return {"code": 0, "already": False, "at": "2026-11-23 10:42:00", "message": ""}
+
+
+def test_wait_for_agent_returns_once_past_connecting(book):
+    agent = StartingAgent(book, ["connecting", "connecting", "connected"])
+    try:
+        assert macros.agent_for(book) is not None
+        assert macros.agent_for(book.with_name("other.xlsx")) is None  # never another book's
+        status = wait_for_agent(book, None, timeout=30)
+        assert status["state"] == "connected" and agent.states == ["connected"]
+    finally:
+        agent.api.stop()
+
+
+def test_place_call_through_the_api(book):
+    agent = StartingAgent(book, ["connected"])
+    try:
+        client = ApiClient.discover(workbook=book)
+        ok, text = macros.place_call(client, Pick(key(ANNA), "+7 343 011-22-33", "Ivan"))
+        assert ok and agent.calls == [{"number": key(ANNA)}]  # no once-key for a button
+        assert text.en.startswith("Calling Ivan")
+    finally:
+        agent.api.stop()
+
+
+def test_wait_for_agent_gives_up_with_a_pointer_to_the_log(tmp_path):
+    with pytest.raises(UserError, match="did not start within"):
+        wait_for_agent(tmp_path / "b.xlsx", None, timeout=0)
+
+
+# ---------------------------------------------------------------------- screen pop
+
+
+def test_screen_pop_text():
+    contact = {"name": "Ivan Petrov", "company": "Uralsteel", "owner": "Anna"}
+    text = notify.screen_pop_text("73430112233", contact)
+    assert text.en == "Incoming: Ivan Petrov — Uralsteel (Anna)"
+    assert text.ru == "Входящий: Ivan Petrov — Uralsteel (Anna)"
+    assert notify.screen_pop_text("73430112233", {"name": "Ivan", "company": ""}).en == (
+        "Incoming: Ivan"
+    )
+    assert notify.screen_pop_text("73430112233", None).ru == "Входящий: 73430112233"
+
+
+def test_notify_is_a_no_op_off_windows():
+    if sys.platform == "win32":
+        pytest.skip("shows a real toast on Windows")
+    assert notify.notify("Incoming", "Ivan Petrov") is False
+
+
+def test_toast_text_never_becomes_code():
+    import base64
+
+    evil = "'; Remove-Item C:\\ -Recurse; '<b>"
+    argv, env = notify.toast_command("Входящий", evil)
+    script = base64.b64decode(argv[-1]).decode("utf-16-le")
+    assert evil not in script and "Remove-Item" not in script
+    assert env["PZ_TOAST_TEXT"] == evil and env["PZ_TOAST_TITLE"] == "Входящий"
+    assert "SecurityElement]::Escape" in script
+
+
+def test_desktop_prompt_reports_when_it_cannot_show(monkeypatch):
+    if sys.platform == "win32":
+        pytest.skip("shows a real dialog on Windows")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert notify.ask_text("Password", "Prostie Zvonki", password=True) is notify.NO_PROMPT
