@@ -1,0 +1,567 @@
+"""The agent's journal: an SQLite file (WAL) that stores every event before it is acted on.
+
+Two parts:
+
+* ``log`` — append-only: every connector event as received (attributes, raw frame), and
+  what we did about it (requests, responses, transfer decisions, state changes);
+* ``calls`` — the merged current state of each call (one row per callID), with a
+  ``version`` bumped on every change and the ``written_version`` the workbook has. A row
+  with ``version > written_version`` is *dirty*: it still has to reach the Calls sheet.
+  So a locked workbook, a crash or a kill only delay rows, never lose them.
+
+Durability: ``journal_mode=WAL`` and, by default, ``synchronous=NORMAL``. Every method
+commits before it returns. In WAL mode a commit has been ``write()``-n to the WAL file
+when it returns, so a killed process (kill -9, a crash, Task Manager) loses nothing: the
+OS has the data. What NORMAL gives up is the ``fsync`` per commit, so an OS crash or power
+loss may roll back the last transactions since the last checkpoint (the file stays
+consistent either way). That trade buys ~8x the event rate on a fast disk and far more on
+Windows, where each fsync costs milliseconds; on a desktop that loses power Excel loses
+its unsaved work too. ``Journal(path, synchronous="FULL")`` fsyncs every commit.
+
+Thread-safe: one connection guarded by a lock (SQLite serialises writers anyway); other
+processes may read the file at the same time (WAL).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .i18n import Text, UserError
+from .protocol import Event
+from .schema import CallRow
+
+log = logging.getLogger("pz_excel.journal")
+
+Normalizer = Callable[[str], str | None]
+Mapper = Callable[[CallRow | None, Event], CallRow | None]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         REAL    NOT NULL,            -- Unix time we stored it
+    kind       TEXT    NOT NULL,            -- event | request | response | decision | state ...
+    call_id    TEXT    NOT NULL DEFAULT '',
+    event_type INTEGER,
+    payload    TEXT    NOT NULL,            -- JSON (an event: all its attributes as received)
+    raw        TEXT                         -- the frame as on the wire, when known
+);
+CREATE INDEX IF NOT EXISTS log_kind ON log(kind);
+CREATE INDEX IF NOT EXISTS log_call ON log(call_id) WHERE call_id != '';
+
+CREATE TABLE IF NOT EXISTS calls (
+    call_id         TEXT PRIMARY KEY,
+    direction       TEXT NOT NULL DEFAULT '',
+    status          TEXT NOT NULL DEFAULT '',
+    client_phone    TEXT NOT NULL DEFAULT '',
+    client_key      TEXT,                   -- normalised phone, for lookups
+    contact         TEXT NOT NULL DEFAULT '',
+    owner           TEXT NOT NULL DEFAULT '',
+    owner_key       TEXT NOT NULL DEFAULT '', -- casefolded (SQLite lower() is ASCII only)
+    extension       TEXT NOT NULL DEFAULT '',
+    started         TEXT,                   -- local naive ISO, sorts as text
+    ended           TEXT,
+    duration        INTEGER,
+    recording       TEXT NOT NULL DEFAULT '',
+    line            TEXT NOT NULL DEFAULT '',
+    late            INTEGER NOT NULL DEFAULT 0,
+    version         INTEGER NOT NULL DEFAULT 1,
+    written_version INTEGER NOT NULL DEFAULT 0,
+    updated_at      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_key ON calls(client_key, started);
+CREATE INDEX IF NOT EXISTS calls_started ON calls(started);
+CREATE INDEX IF NOT EXISTS calls_dirty ON calls(call_id) WHERE version > written_version;
+
+CREATE TABLE IF NOT EXISTS once (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    at    REAL NOT NULL
+);
+"""
+
+_CALL_COLS = (
+    "call_id, direction, status, client_phone, contact, owner, extension, started, ended, "
+    "duration, recording, line, late"
+)
+
+
+class JournalClosed(RuntimeError):
+    """The journal was used after ``close()``."""
+
+
+def _default_normalize(raw: str) -> str | None:
+    """``pz_excel.phones.normalize``, imported on first use (it may be a newer module)."""
+    global _phones_normalize
+    if _phones_normalize is None:
+        try:
+            from .phones import normalize
+        except ImportError:  # a tree without phones.py (yet): keys are digits, see reindex
+            log.warning("pz_excel.phones is missing: phone keys are plain digits")
+            normalize = _digits
+        _phones_normalize = normalize
+    return _phones_normalize(raw)
+
+
+def _digits(raw: str) -> str | None:
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    return digits or None
+
+
+_phones_normalize: Normalizer | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(sep=" ") if value is not None else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _row(rec: sqlite3.Row | tuple) -> CallRow:
+    (call_id, direction, status, phone, contact, owner, ext, started, ended,
+     duration, recording, line, late) = tuple(rec)[:13]  # fmt: skip
+    return CallRow(
+        call_id=call_id,
+        direction=direction,
+        status=status,
+        client_phone=phone,
+        contact=contact,
+        owner=owner,
+        extension=ext,
+        start=_dt(started),
+        end=_dt(ended),
+        duration=duration,
+        recording=recording,
+        line=line,
+        late=bool(late),
+    )
+
+
+class Journal:
+    """See the module docstring. Every public method commits before it returns."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        normalize: Normalizer | None = None,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self._normalize = normalize or _default_normalize
+        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self._lock = threading.RLock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = sqlite3.connect(
+                str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise self._open_error(exc) from exc
+        try:
+            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":  # e.g. some network shares
+                log.warning("journal %s: WAL not available, using %s", self.path, mode)
+            con.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            con.execute("PRAGMA busy_timeout=10000")
+            self._migrate(con)
+        except sqlite3.DatabaseError as exc:
+            con.close()
+            raise self._open_error(exc) from exc
+        self._con: sqlite3.Connection | None = con
+
+    def _open_error(self, exc: Exception) -> UserError:
+        return UserError(
+            Text(
+                f"cannot open the journal {self.path}: {exc}. If the file is damaged, move it "
+                "away and start again (a new journal is created; pending rows in it are lost)",
+                f"не удаётся открыть журнал {self.path}: {exc}. Если файл повреждён, "
+                "переместите его и запустите снова (будет создан новый журнал; "
+                "незаписанные строки из старого не попадут в книгу)",
+            )
+        )
+
+    @staticmethod
+    def _migrate(con: sqlite3.Connection) -> None:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"journal schema {version} is newer than this program ({SCHEMA_VERSION})"
+            )
+        if version < SCHEMA_VERSION:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                # One by one (executescript would commit): all of the schema or none of it.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        con.execute(statement)
+                con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ plumbing
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is None:
+                return
+            try:
+                self._con.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass
+            self._con.close()
+            self._con = None
+
+    @property
+    def closed(self) -> bool:
+        return self._con is None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._con is None:
+            raise JournalClosed(f"journal {self.path} is closed")
+        return self._con
+
+    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn`` in one IMMEDIATE transaction, committed (or rolled back) here."""
+        with self._lock:
+            con = self._db()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(con)
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            return result
+
+    def _key(self, phone: str) -> str | None:
+        if not phone:
+            return None
+        try:
+            return self._normalize(phone)
+        except Exception:  # an odd caller ID must never lose the event
+            log.debug("phone %r not normalised", phone, exc_info=True)
+            return None
+
+    # ------------------------------------------------------------------ the log
+
+    @staticmethod
+    def _insert_event(con: sqlite3.Connection, event: Event, raw_frame: str | None) -> int:
+        attrs = dict(event.attrs)
+        attrs.setdefault("type", str(event.type))
+        attrs.setdefault("callID", event.call_id)
+        cur = con.execute(
+            "INSERT INTO log(at, kind, call_id, event_type, payload, raw) "
+            "VALUES (?, 'event', ?, ?, ?, ?)",
+            (time.time(), event.call_id, event.type, json.dumps(attrs, ensure_ascii=False),
+             raw_frame),
+        )  # fmt: skip
+        return int(cur.lastrowid or 0)
+
+    def record_event(self, event: Event, raw_frame: str | None = None) -> int:
+        """Append a received event (all attributes, unknown ones too); returns its seq."""
+        return self._write(lambda con: self._insert_event(con, event, raw_frame))
+
+    def record(self, kind: str, payload: dict | str, call_id: str = "") -> int:
+        """Append what we did: a request, a response, a decision, a state change."""
+        text = json.dumps(payload, ensure_ascii=False, default=str)
+
+        def insert(con: sqlite3.Connection) -> int:
+            cur = con.execute(
+                "INSERT INTO log(at, kind, call_id, payload) VALUES (?, ?, ?, ?)",
+                (time.time(), kind, call_id or "", text),
+            )
+            return int(cur.lastrowid or 0)
+
+        return self._write(insert)
+
+    def entries(
+        self,
+        kind: str | None = None,
+        call_id: str | None = None,
+        since_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Log entries in order: seq, at (local ISO), kind, call_id, event_type, payload, raw."""
+        where, args = ["seq > ?"], [since_seq]
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        if call_id is not None:
+            where.append("call_id = ?")
+            args.append(call_id)
+        sql = (
+            "SELECT seq, at, kind, call_id, event_type, payload, raw FROM log WHERE "
+            + " AND ".join(where)
+            + " ORDER BY seq"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        with self._lock:
+            rows = self._db().execute(sql, args).fetchall()
+        out = []
+        for seq, at, kind_, cid, etype, payload, raw in rows:
+            out.append(
+                {
+                    "seq": seq,
+                    "at": datetime.fromtimestamp(at).isoformat(sep=" ", timespec="seconds"),
+                    "kind": kind_,
+                    "call_id": cid,
+                    "event_type": etype,
+                    "payload": json.loads(payload),
+                    "raw": raw,
+                }
+            )
+        return out
+
+    def events(self, since_seq: int = 0) -> Iterator[tuple[int, Event]]:
+        """Stored events as ``Event`` objects again (for a rebuild or a diagnosis)."""
+        for entry in self.entries(kind="event", since_seq=since_seq):
+            attrs = {str(k): str(v) for k, v in entry["payload"].items()}
+            yield entry["seq"], Event(int(entry["event_type"]), entry["call_id"], attrs)
+
+    def prune(self, before: datetime) -> int:
+        """Delete log entries older than ``before``; call rows (and dirty ones) are kept."""
+        cutoff = before.timestamp()
+        return self._write(
+            lambda con: con.execute("DELETE FROM log WHERE at < ?", (cutoff,)).rowcount
+        )
+
+    # ------------------------------------------------------------------ call rows
+
+    def _upsert(self, con: sqlite3.Connection, row: CallRow) -> None:
+        con.execute(
+            """
+            INSERT INTO calls(call_id, direction, status, client_phone, client_key, contact,
+                owner, owner_key, extension, started, ended, duration, recording, line, late,
+                version, written_version, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?)
+            ON CONFLICT(call_id) DO UPDATE SET
+                direction = excluded.direction, status = excluded.status,
+                client_phone = excluded.client_phone, client_key = excluded.client_key,
+                contact = excluded.contact, owner = excluded.owner,
+                owner_key = excluded.owner_key, extension = excluded.extension,
+                started = excluded.started, ended = excluded.ended,
+                duration = excluded.duration, recording = excluded.recording,
+                line = excluded.line, late = excluded.late,
+                version = calls.version + 1, updated_at = excluded.updated_at
+            """,
+            (
+                row.call_id, row.direction, row.status, row.client_phone,
+                self._key(row.client_phone), row.contact, row.owner,
+                row.owner.strip().casefold(), row.extension, _iso(row.start), _iso(row.end),
+                row.duration, row.recording, row.line, int(bool(row.late)), time.time(),
+            ),
+        )  # fmt: skip
+
+    @staticmethod
+    def _get(con: sqlite3.Connection, call_id: str) -> CallRow | None:
+        rec = con.execute(f"SELECT {_CALL_COLS} FROM calls WHERE call_id = ?", (call_id,))
+        found = rec.fetchone()
+        return _row(found) if found else None
+
+    def upsert_call(self, row: CallRow) -> None:
+        """Store the merged state of a call and mark it dirty (``version`` + 1)."""
+        if not row.call_id:
+            raise ValueError("a call row needs a call_id")
+        self._write(lambda con: self._upsert(con, row))
+
+    def get_call(self, call_id: str) -> CallRow | None:
+        with self._lock:
+            return self._get(self._db(), call_id)
+
+    def apply_event(
+        self, event: Event, mapper: Mapper, raw_frame: str | None = None
+    ) -> CallRow | None:
+        """Log ``event`` and update its call row in ONE transaction.
+
+        So after a crash the log and the call state always agree. Returns the new row when
+        the call changed (it is then dirty), else ``None`` (a duplicate, an SMS…). If the
+        mapper fails, the event is still stored, with an ``error`` entry next to it.
+        """
+        failure: list[BaseException] = []
+
+        def work(con: sqlite3.Connection) -> CallRow | None:
+            seq = self._insert_event(con, event, raw_frame)
+            if not event.call_id:
+                return None
+            current = self._get(con, event.call_id)
+            try:
+                new = mapper(current, event)
+            except Exception as exc:  # noqa: BLE001 - the event itself must stay stored
+                failure.append(exc)
+                con.execute(
+                    "INSERT INTO log(at, kind, call_id, payload) VALUES (?, 'error', ?, ?)",
+                    (time.time(), event.call_id,
+                     json.dumps({"seq": seq, "error": f"{type(exc).__name__}: {exc}"})),
+                )  # fmt: skip
+                return None
+            if new is None or new == current:
+                return None
+            self._upsert(con, new)
+            return new
+
+        result = self._write(work)
+        if failure:
+            log.error("event %s of call %s not mapped", event.type, event.call_id,
+                      exc_info=failure[0])  # fmt: skip
+        return result
+
+    def reindex_phones(self) -> int:
+        """Recompute every stored phone key (after the normaliser's rules changed)."""
+
+        def work(con: sqlite3.Connection) -> int:
+            recs = con.execute("SELECT call_id, client_phone, client_key FROM calls").fetchall()
+            changed = [(key, cid) for cid, phone, old in recs if (key := self._key(phone)) != old]
+            con.executemany("UPDATE calls SET client_key = ? WHERE call_id = ?", changed)
+            return len(changed)
+
+        return self._write(work)
+
+    def dirty_calls(self, limit: int | None = None) -> list[tuple[CallRow, int]]:
+        """Rows the workbook does not have yet (first changed first), with their version."""
+        sql = (
+            # The partial index holds only dirty rows: no scan of a big, clean table.
+            f"SELECT {_CALL_COLS}, version FROM calls INDEXED BY calls_dirty "
+            "WHERE version > written_version ORDER BY rowid"
+        )
+        args: list[int] = []
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        with self._lock:
+            recs = self._db().execute(sql, args).fetchall()
+        return [(_row(rec), int(rec[13])) for rec in recs]
+
+    def mark_written(self, versions: Iterable[tuple[str, int]]) -> None:
+        """Record that these versions reached the workbook. A row changed since stays dirty."""
+        pairs = [(int(v), str(cid)) for cid, v in versions]
+        if not pairs:
+            return
+        self._write(
+            lambda con: con.executemany(
+                "UPDATE calls SET written_version = max(written_version, ?) WHERE call_id = ?",
+                pairs,
+            )
+        )
+
+    def _filters(
+        self,
+        number_key: str | None,
+        since: datetime | None,
+        status: str | None = None,
+        owner: str | None = None,
+    ) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        if number_key is not None:
+            where.append("client_key = ?")
+            args.append(number_key)
+        if since is not None:
+            where.append("started >= ?")
+            args.append(_iso(since))
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if owner is not None:
+            where.append("owner_key = ?")
+            args.append(owner.strip().casefold())
+        return (" WHERE " + " AND ".join(where)) if where else "", args
+
+    def recent_calls(
+        self, limit: int = 50, number_key: str | None = None, since: datetime | None = None
+    ) -> list[CallRow]:
+        """Newest first (by start)."""
+        where, args = self._filters(number_key, since)
+        sql = f"SELECT {_CALL_COLS} FROM calls{where} ORDER BY started DESC, rowid DESC LIMIT ?"
+        with self._lock:
+            return [_row(r) for r in self._db().execute(sql, [*args, int(limit)])]
+
+    def count_calls(
+        self,
+        number_key: str | None = None,
+        since: datetime | None = None,
+        status: str | None = None,
+        owner: str | None = None,
+    ) -> int:
+        where, args = self._filters(number_key, since, status, owner)
+        with self._lock:
+            return int(self._db().execute(f"SELECT count(*) FROM calls{where}", args).fetchone()[0])
+
+    def missed_not_called_back(self, owner: str | None = None) -> list[CallRow]:
+        """Missed incoming calls with no later outgoing call to the same client, newest first.
+
+        "Same client" is the normalised phone (the raw text when it does not normalise),
+        so ``+7 343 011-22-33`` called back as ``83430112233`` counts.
+        """
+        sql = f"""
+            SELECT {", ".join("m." + c.strip() for c in _CALL_COLS.split(","))}
+            FROM calls m
+            WHERE m.status = 'missed' AND m.direction = 'incoming' AND m.client_phone != ''
+              {"AND m.owner_key = ?" if owner is not None else ""}
+              AND NOT EXISTS (
+                SELECT 1 FROM calls o
+                WHERE o.direction = 'outgoing'
+                  AND coalesce(o.client_key, o.client_phone)
+                      = coalesce(m.client_key, m.client_phone)
+                  AND o.started >= m.started)
+            ORDER BY m.started DESC, m.rowid DESC
+        """
+        args = [owner.strip().casefold()] if owner is not None else []
+        with self._lock:
+            return [_row(r) for r in self._db().execute(sql, args)]
+
+    # ------------------------------------------------------------------ PZ_CALL once-keys
+
+    def once_get(self, key: str) -> str | None:
+        with self._lock:
+            found = self._db().execute("SELECT value FROM once WHERE key = ?", (key,)).fetchone()
+        return found[0] if found else None
+
+    def once_put(self, key: str, value: str) -> None:
+        self._write(
+            lambda con: con.execute(
+                "INSERT OR REPLACE INTO once(key, value, at) VALUES (?, ?, ?)",
+                (key, value, time.time()),
+            )
+        )
+
+    # ------------------------------------------------------------------ status
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            con = self._db()
+            events = con.execute("SELECT count(*) FROM log WHERE kind = 'event'").fetchone()[0]
+            calls = con.execute("SELECT count(*) FROM calls").fetchone()[0]
+            dirty = con.execute(
+                "SELECT count(*) FROM calls WHERE version > written_version"
+            ).fetchone()[0]
+        size = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                size += Path(f"{self.path}{suffix}").stat().st_size
+            except OSError:
+                pass
+        return {"events": events, "calls": calls, "dirty": dirty, "path": str(self.path),
+                "size": size}  # fmt: skip
