@@ -750,15 +750,13 @@ class ConnectorClient:
             )
         finally:
             if final is None:
-                self._publish(run, STOPPED, _t("stopped", "остановлено"))
+                text, close = _t("stopped", "остановлено"), None
             else:
-                self._publish(
-                    run,
-                    STOPPED,
-                    _t(f"stopped: {final.text.en}", f"остановлено: {final.text.ru}"),
-                    close=final.close,
-                )
-            run.finished.set()
+                text = _t(f"stopped: {final.text.en}", f"остановлено: {final.text.ru}")
+                close = final.close
+            with self._lock:  # atomic for start(): whoever sees "stopped" may start again
+                self._publish_locked(run, STOPPED, text, close=close)
+                run.finished.set()
             run.queue.put(_END)
             run.close_wake()
 

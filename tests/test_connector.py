@@ -483,13 +483,15 @@ def test_a_4009_followed_by_an_instant_hang_up_still_stops(make_client):
 
 
 def test_start_again_after_the_connector_stopped_us(make_client):
-    logins = []
+    logins: list[str] = []
+    second = threading.Event()
 
     def handler(ws: ServerConnection) -> None:
         logins.append(ws.request.path if ws.request else "")
         if len(logins) == 1:
             ws.close(4007, "too many users")
             return
+        second.set()
         for _ in ws:
             pass
 
@@ -499,7 +501,7 @@ def test_start_again_after_the_connector_stopped_us(make_client):
         assert stopped is not None and "maximum number of users" in stopped.text.en
         client.start()  # the user's decision, e.g. after freeing a licence
         assert client.wait_connected(T)
-        assert len(logins) == 2
+        assert second.wait(T) and len(logins) == 2
 
 
 def test_http_503_is_retried(make_client):
