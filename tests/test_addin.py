@@ -217,8 +217,8 @@ def test_build_is_deterministic() -> None:
 
 @pytest.mark.parametrize("lang", addin.LANGS)
 def test_shipped_addins_are_current(lang: str) -> None:
-    shipped = ROOT / "workbook" / "dist" / lang / addin.ADDIN_FILE
-    built_for = (ROOT / "workbook" / "dist" / "XLWINGS_VERSION").read_text().strip()
+    shipped = ROOT / "workbook" / "prebuilt" / lang / addin.ADDIN_FILE
+    built_for = (ROOT / "workbook" / "prebuilt" / "XLWINGS_VERSION").read_text().strip()
     if built_for != addin.xlwings_version():
         pytest.skip(
             f"shipped add-ins embed xlwings {built_for}, installed is {addin.xlwings_version()}:"

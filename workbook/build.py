@@ -1,6 +1,6 @@
 """Sync the add-in sources into the package and rebuild the shipped add-ins.
 
-    python workbook/build.py          # copy sources to pz_excel/resources, build workbook/dist/*
+    python workbook/build.py          # sync pz_excel/resources, build workbook/prebuilt/*
     python workbook/build.py --check  # only report drift (exit 1), change nothing
 
 ``workbook/`` is where people edit the ribbon XML and the VBA module. The installed package
@@ -8,7 +8,7 @@ needs them at run time (``pz-excel addin build/install``), and setuptools only s
 inside ``pz_excel/``, so ``pz_excel/resources/`` holds byte-identical copies. This script makes
 the copies; tests/test_workbook_static.py fails while they differ.
 
-``workbook/dist/<lang>/pz_excel.xlam`` are built without Excel (the offline engine) from the
+``workbook/prebuilt/<lang>/pz_excel.xlam`` are built without Excel (the offline engine) from the
 installed xlwings' template. Rebuild after changing a source or upgrading xlwings: the xlwings
 VBA inside must match the xlwings version RunPython calls.
 """
@@ -28,7 +28,7 @@ SOURCES = {
     HERE / "customUI" / "customUI14.ru.xml": RESOURCES / "customUI14.ru.xml",
     HERE / "customUI" / "customUI14.en.xml": RESOURCES / "customUI14.en.xml",
 }
-DIST = HERE / "dist"
+DIST = HERE / "prebuilt"
 
 
 def drift() -> list[str]:
