@@ -28,6 +28,7 @@ from typing import Any
 
 from . import credentials, paths, phones
 from .api import AgentUnavailable, ApiClient, running_agents
+from .books import BookLocked
 from .i18n import Text, UserError, current_lang
 from .protocol import ProtocolError, normalize_server_url
 from .schema import CALLS, CONTACTS, MANAGERS, SETTING_ROWS, SETTINGS, Sheet
@@ -43,6 +44,10 @@ HEADER_ROWS = 10  # the header row may sit below a title (README: first 10 rows)
 SELECTION_LIMIT = 1000  # cells of a selection looked at; whole columns are clipped
 PASSWORD_ENV = "PZ_EXCEL_PASSWORD"  # only when the OS keyring cannot store the password
 
+EXCEL_BUSY = Text(
+    "Excel is busy (a cell is being edited?): press Enter or Esc and try again.",
+    "Excel занят (редактируется ячейка?): нажмите Enter или Esc и повторите.",
+)
 NOT_RUNNING = Text(
     "The agent is not running for this workbook. Press Connect first.",
     "Агент для этой книги не запущен. Сначала нажмите «Подключить».",
@@ -100,10 +105,15 @@ def _phone_text(value: Any) -> str:
 class Pick:
     """The number a button will dial, and how to tell the user about it."""
 
-    number: str  # normalised: what is dialled
+    number: str  # normalised: the number's identity
     shown: str  # as people read it
     who: str = ""  # contact name when known
     where: str = ""  # e.g. Contacts!B5
+    dial: str = ""  # as typed: the connector gets numbers the way users write them
+
+    @property
+    def to_dial(self) -> str:
+        return self.dial or self.number
 
     def label(self) -> str:
         return f"{self.who} ({self.shown})" if self.who else self.shown
@@ -132,7 +142,7 @@ def _address(sheet: str, row: int, col: int) -> str:
 
 def _pick(raw: str, who: str, where: str) -> Pick | None:
     key = phones.normalize(raw) if raw else None
-    return Pick(key, phones.display(key), who, where) if key else None
+    return Pick(key, phones.display(key), who, where, raw) if key else None
 
 
 def pick_number(
@@ -644,7 +654,7 @@ def wait_for_agent(
 
 def place_call(client: ApiClient, pick: Pick) -> tuple[bool, Text]:
     """POST /call for a button press (no once-key: a press is a deliberate dial)."""
-    return call_message(pick, client.post("/call", {"number": pick.number}))
+    return call_message(pick, client.post("/call", {"number": pick.to_dial}))
 
 
 # ====================================================================== ribbon entry points
@@ -665,6 +675,8 @@ def _macro(action: Callable[[Any], None]) -> Callable[[], None]:
             livebook.message_box(book, str(not_running_message()), title)
         except UserError as exc:
             livebook.message_box(book, str(exc.text), title)
+        except BookLocked:  # a cell in edit mode or a dialog open: COM refuses for now
+            livebook.status_bar(book, str(EXCEL_BUSY))
         except Exception as exc:  # noqa: BLE001 - a message box, never a traceback popup
             where = _log_crash(action.__name__)
             livebook.message_box(

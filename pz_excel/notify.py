@@ -107,26 +107,3 @@ def notify(title: str, text: str) -> bool:
     except Exception as exc:  # noqa: BLE001 - a pop-up must never stop the call log
         log.debug("toast not shown: %s", exc)
         return False
-
-
-NO_PROMPT = object()  # ask_text could not show a dialog here
-
-
-def ask_text(prompt: str, title: str, *, password: bool = False) -> str | object | None:
-    """A small desktop prompt above all windows (tkinter): the text, ``None`` if cancelled,
-    or ``NO_PROMPT`` where no dialog can be shown (no tkinter, no display)."""
-    try:
-        from tkinter import TclError, Tk
-        from tkinter.simpledialog import askstring
-    except ImportError:
-        return NO_PROMPT
-    try:
-        root = Tk()
-    except TclError:
-        return NO_PROMPT
-    try:
-        root.withdraw()
-        root.attributes("-topmost", True)  # in front of Excel, not behind it
-        return askstring(title, prompt, show="•" if password else None, parent=root)
-    finally:
-        root.destroy()

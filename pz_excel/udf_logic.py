@@ -355,7 +355,9 @@ def pz_call(
             )
         )
     key = _key(number)
-    body = {"number": key, "once_key": once_key(cell, key)}
+    # Dialled as typed (the connector passes numbers on the way users write them);
+    # the once-key uses the normalised number, so reformatting the cell never redials.
+    body = {"number": cell_text(number), "once_key": once_key(cell, key)}
     try:
         result = (link or LINK).post("/call", body, workbook=cell.path or None)
     except _Down as exc:

@@ -753,3 +753,16 @@ def build_vba_with_excel(
             book.save(str(out))
         finally:
             book.close()
+
+
+# ---- ribbon macro helpers
+# (caller_book, selection_values and the other ribbon helpers are above; this one serves
+# the PZ_CALL worksheet function of udfs/pz_udfs.py.)
+
+
+def caller_cell(caller: xw.Range) -> tuple[str, str, str, str, int]:
+    """Where a UDF's formula sits, from xlwings' ``caller`` argument: (book name, sheet
+    name, address, book full name, cell count). PZ_CALL dials once per cell and number."""
+    sheet: xw.Sheet = caller.sheet
+    book: xw.Book = sheet.book
+    return book.name, sheet.name, caller.address, book.fullname, caller.count
