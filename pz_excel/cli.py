@@ -4,7 +4,9 @@ when run, so ``pz-excel --help`` is fast and a module's heavy imports stay where
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -79,7 +81,35 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:
+        if os.environ.get("PZ_DEBUG"):
+            raise
+        report = _crash_report()
+        click.echo(
+            f"pz-excel: internal error / внутренняя ошибка: {type(exc).__name__}: {exc}\n"
+            f"  details / подробности: {report}",
+            err=True,
+        )
+        return 1
     return 0
+
+
+def _crash_report() -> str:
+    """Write the traceback to a file the user can send us; return its path."""
+    import tempfile
+    import time
+    import traceback
+
+    try:
+        from . import paths
+
+        folder = paths.home() / "crash"
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = Path(tempfile.gettempdir())
+    path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+    path.write_text(traceback.format_exc(), encoding="utf-8")
+    return str(path)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -56,6 +55,7 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
         console.print(f"[bold cyan][{step_no}/{steps}][/] {text.ru if ru else text.en}")
 
     started = time.monotonic()
+    decisions: list = []
     step(Text("Starting the built-in test connector", "Запускаем встроенный тестовый коннектор"))
     server = ServerThread(host="127.0.0.1", port=0).start()
     agent = None
@@ -76,6 +76,7 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
             settings={"server": server.url, "phone": ME},
         )
         mine = next(c for c in people if c[2] == MANAGERS[0][0])  # owned by Anna (101)
+        dialled = next(c for c in people[20:] if c[2] == MANAGERS[0][0])  # for click-to-call
         boris = next(c for c in people if c[2] == MANAGERS[1][0])  # owned by Boris (102)
 
         def start_agent() -> Agent:
@@ -87,7 +88,9 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
                 journal=journal,
                 save_interval=0.3,
             )
-            return Agent(cfg).start()
+            fresh = Agent(cfg)
+            fresh.on_decision = decisions.append
+            return fresh.start()
 
         step(Text("Starting the agent for extension 101", "Запускаем агента для добавочного 101"))
         agent = start_agent()
@@ -147,7 +150,7 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
         )
         server.generate(1, {"From": "79990000000", "CallID": "900000000000003"})
         _wait(
-            lambda: any("900000000000003" in d.call_id for d in agent.decisions),
+            lambda: any(d.call_id == "900000000000003" for d in decisions),
             5,
             Text("decline sent", "отказ отправлен"),
         )
@@ -159,7 +162,7 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
             )
         )
         api = ApiClient.discover(workbook=book, timeout=5.0)
-        result = api.post("/call", {"number": people[5][1]})
+        result = api.post("/call", {"number": dialled[1]})
         if result["code"] != 0:
             raise UserError(Text("click-to-call refused", "звонок отклонён"))
         for etype, extra in (
@@ -177,7 +180,7 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
             ),
         ):
             server.generate(
-                etype, {"From": ME, "To": people[5][1], "CallID": "900000000000004", **extra}
+                etype, {"From": ME, "To": dialled[1], "CallID": "900000000000004", **extra}
             )
 
         step(Text("A missed call (rang, nobody answered)", "Пропущенный звонок (никто не ответил)"))
@@ -237,6 +240,7 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
             agent.stop()
         server.stop()
 
+    _print_decisions(decisions, lang, console)
     _print_calls(book, lang, console)
     console.print(
         str(
@@ -251,16 +255,29 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
     return book
 
 
+def _print_decisions(decisions: list, lang: str, console: Console) -> None:
+    ru = lang == "ru"
+    table = Table(title="Умный перевод" if ru else "Smart transfer", title_justify="left")
+    table.add_column("ID звонка" if ru else "Call ID")
+    table.add_column("Звонит" if ru else "Caller")
+    table.add_column("Кому" if ru else "To")
+    table.add_column("Почему" if ru else "Why", overflow="fold")
+    for d in decisions:
+        to = d.to or ("отказ" if ru else "declined")
+        table.add_row(d.call_id, d.caller, to, d.reason.ru if ru else d.reason.en)
+    console.print(table)
+
+
 def _print_calls(book: Path, lang: str, console: Console) -> None:
+    """Read the Calls sheet back from the file, as Excel would show it."""
     from openpyxl import load_workbook
 
     from .schema import CALLS
 
     wb = load_workbook(book, read_only=True)
-    ws = wb[CALLS.title(lang)]
-    rows = list(ws.iter_rows(values_only=True))
+    rows = list(wb[CALLS.title(lang)].iter_rows(values_only=True))
     wb.close()
-    table = Table(title=CALLS.title(lang))
+    table = Table(title=f"{CALLS.title(lang)} — {book.name}", title_justify="left")
     keep = [
         "call_id",
         "direction",
@@ -268,7 +285,6 @@ def _print_calls(book: Path, lang: str, console: Console) -> None:
         "client_phone",
         "contact",
         "owner",
-        "start",
         "duration",
         "recording",
         "late",
@@ -279,10 +295,10 @@ def _print_calls(book: Path, lang: str, console: Console) -> None:
         table.add_column(str(header[i]), overflow="fold")
     for row in rows[1:]:
         cells = []
-        for i in idx:
-            value = row[i]
-            if isinstance(value, datetime):
-                value = (value - timedelta(microseconds=value.microsecond)).strftime("%d.%m %H:%M")
+        for key, i in zip(keep, idx, strict=True):
+            value = row[i] if i < len(row) else None  # read-only rows stop at the last value
+            if key == "recording":
+                value = "✓" if value else ""
             cells.append("" if value is None else str(value))
         table.add_row(*cells)
     console.print(table)
