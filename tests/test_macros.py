@@ -450,3 +450,39 @@ def test_toast_text_never_becomes_code():
     assert evil not in script and "Remove-Item" not in script
     assert env["PZ_TOAST_TEXT"] == evil and env["PZ_TOAST_TITLE"] == "Входящий"
     assert "SecurityElement]::Escape" in script
+
+
+# ---------------------------------------------------------------------- Connect, for real
+
+
+def test_connect_starts_a_detached_agent_that_connects_and_stops(tmp_path):
+    """What Connect does, minus Excel: settings read from the template's Settings sheet,
+    a detached ``python -m pz_excel run`` process, the wait, and Disconnect's /stop."""
+    from pz_excel.template import write_template
+    from pz_excel.testserver import ServerThread
+
+    server = ServerThread(host="127.0.0.1", port=0).start()
+    proc = None
+    try:
+        book = write_template(
+            tmp_path / "crm.xlsx", lang="ru", settings={"server": server.url, "phone": "101"}
+        )
+        wb = openpyxl.load_workbook(book)
+        table = [[c.value for c in r] for r in wb["Настройки"].iter_rows()]
+        values = settings_values(parse_settings(table))
+        assert values["server"] == server.url and values["phone"] == "101"
+        assert validate_settings(values) == []
+        proc = macros.start_agent(book, values)
+        status = wait_for_agent(book, proc, timeout=60)
+        assert status["state"] == "connected" and status["phone"] == "101"
+        assert "Extension: 101" in status_message(status, "en")
+        client = macros.agent_for(book)
+        assert client is not None
+        client.post("/stop")
+        assert proc.wait(30) == 0
+        assert macros.agent_for(book) is None
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()  # our own child only, if an assertion above failed
+            proc.wait(10)
+        server.stop()

@@ -20,6 +20,8 @@ from pz_excel.api import ApiError, LocalApi
 from pz_excel.i18n import Text
 from pz_excel.udf_logic import AgentLink, CallerCell, cell_text, once_key
 
+from .conftest import wait_until
+
 UDF_FILE = Path(__file__).resolve().parents[1] / "udfs" / "pz_udfs.py"
 RAW = "+7 (343) 011-22-33"
 
@@ -466,3 +468,73 @@ def test_every_udf_has_function_wizard_help():
     }
     assert call_kw == {"call_in_wizard": False}  # the wizard must never dial
     assert [a.arg for a in udfs["PZ_CALL"].args.args] == ["number", "caller"]
+
+
+# ---------------------------------------------------------------------- the real agent
+
+
+@pytest.fixture
+def real_agent(tmp_path):
+    """The real agent on our test connector, with a template workbook."""
+    from pz_excel.agent import Agent, AgentConfig
+    from pz_excel.template import write_template
+    from pz_excel.testserver import ServerThread
+
+    server = ServerThread(host="127.0.0.1", port=0).start()
+    book = write_template(
+        tmp_path / "crm.xlsx",
+        lang="en",
+        contacts=[("Ivan Petrov", RAW, "Anna Smirnova", "Uralsteel")],
+        managers=[("Anna Smirnova", "101")],
+    )
+    config = AgentConfig(workbook=book, server=server.url, phone="101", save_interval=0.1)
+    agent = Agent(config).start()
+    try:
+        wait_until(lambda: agent.client.state.kind == "connected", 10, "agent connected")
+        yield server  # the agent is reached through its API only, as Excel reaches it
+    finally:
+        agent.stop()
+        server.stop()
+
+
+def test_the_functions_against_the_real_agent(real_agent):
+    server = real_agent
+    link = AgentLink()
+    assert udf_logic.pz_status(link=link) == "connected · ext 101"
+    assert udf_logic.pz_owner("83430112233", link=link) == "Anna Smirnova (101)"
+    assert udf_logic.pz_calls(RAW, link=link) == 0
+    assert udf_logic.pz_lastcall(RAW, link=link) == "no calls"
+
+    g = server.generate
+    g(2, {"From": "73430112233", "To": "101", "CallID": "100"})
+    g(32, {"From": "73430112233", "To": "101", "CallID": "100"})
+    done = {"Start": "1700000000", "End": "1700000042", "Duration": "42", "Direction": "0"}
+    g(4, {"From": "73430112233", "To": "101", "CallID": "100", **done})
+    g(2, {"From": "79990001122", "To": "101", "CallID": "300"})
+    missed = {"Start": "1700000100", "End": "1700000120", "Duration": "0", "Direction": "0"}
+    g(4, {"From": "79990001122", "To": "101", "CallID": "300", **missed})
+    wait_until(lambda: udf_logic.pz_missed(link=link) == 1, 5, "the missed call")
+    assert udf_logic.pz_calls(RAW, link=link) == 1
+    assert udf_logic.pz_calls(RAW, 7, link=link) == 0  # 1700000000 is November 2023
+    assert udf_logic.pz_lastcall(RAW, link=link).endswith(" incoming completed 42 s")
+    assert udf_logic.pz_missed("Anna Smirnova", link=link) == 0
+
+
+def test_pz_call_with_the_real_agent_dials_once(real_agent):
+    server = real_agent
+    link = AgentLink()
+    first = udf_logic.pz_call(RAW, cell("$D$2"), link=link)
+    # under load the connector's answer may come after the 200 ms budget: either is right
+    assert first in ("calling…", "calling… (no reply yet)")
+    before = datetime.now().strftime("%H:%M")
+    again = [udf_logic.pz_call(RAW, cell("$D$2"), link=link) for _ in range(3)]  # F9, reopen
+    after = datetime.now().strftime("%H:%M")
+    assert all(text in (f"called at {before}", f"called at {after}") for text in again)
+    # the same number reformatted in the same cell is the same number: no new dial
+    assert udf_logic.pz_call("8 343 011 22 33", cell("$D$2"), link=link).startswith("called at")
+    # fill-down: the next cell right away is refused by the agent's guard
+    assert udf_logic.pz_call("+7 343 011-22-44", cell("$D$3"), link=link).startswith("not dialled")
+    dialled = f"dst = {RAW}"
+    wait_until(lambda: any(dialled in x for x in server.log_lines), 5, "the dial")
+    assert sum(dialled in x for x in server.log_lines) == 1
+    assert not any("011-22-44" in x for x in server.log_lines)
