@@ -756,10 +756,10 @@ def _password_for(book: Any, server: str, phone: str) -> tuple[bool, str | None]
         str(
             Text(
                 f"Password for extension {phone} on {server}\n"
-                "(it is kept in Windows Credential Manager, never in the workbook; "
+                "(kept in your system's password store, never in the workbook; "
                 "leave empty if the connector has none)",
                 f"Пароль добавочного {phone} на {server}\n"
-                "(хранится в диспетчере учётных данных Windows, не в книге; "
+                "(хранится в системном хранилище паролей, не в книге; "
                 "оставьте пустым, если пароля нет)",
             )
         ),
