@@ -1,0 +1,163 @@
+"""The CRM workbook template, read back with openpyxl as Excel would see it."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+import pytest
+from openpyxl import load_workbook
+
+from pz_excel.commands import read_settings_sheet
+from pz_excel.contacts import load_index
+from pz_excel.i18n import UserError
+from pz_excel.schema import CALLS, CONTACTS, MANAGERS, SETTING_ROWS, SETTINGS, CallRow
+from pz_excel.template import (
+    DEMO_MANAGERS,
+    demo_contacts,
+    write_contacts_fast,
+    write_template,
+)
+
+PEOPLE = [
+    ("Ivan Petrov", "+7 (343) 011-22-33", "101", "Uralmash", "VIP"),
+    ("Olga", 89125554433, "Anna Smirnova", None),
+]
+CALL = CallRow(
+    "470667154161667",
+    "incoming",
+    "completed",
+    "73430112233",
+    "Ivan Petrov",
+    "101",
+    "101",
+    datetime(2024, 3, 1, 9, 30, 5),
+    datetime(2024, 3, 1, 9, 31, 45),
+    100,
+    "http://rec.example/1.mp3",
+    "1",
+    True,
+)
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_sheets_tables_headers_and_layout(tmp_path, lang):
+    path = write_template(
+        tmp_path / "crm.xlsx",
+        lang,
+        contacts=PEOPLE,
+        managers=[("Anna Smirnova", 101)],
+        calls=[CALL],
+        settings={"server": "wss://pbx.example:10150", "phone": "101"},
+    )
+    wb = load_workbook(path)
+    assert wb.sheetnames == [s.title(lang) for s in (CONTACTS, MANAGERS, CALLS, SETTINGS)]
+    for sheet, rows in ((CONTACTS, 2), (MANAGERS, 1), (CALLS, 1), (SETTINGS, 4)):
+        ws = wb[sheet.title(lang)]
+        headers = [col.header(lang) for col in sheet.columns]
+        assert [c.value for c in ws[1]] == headers
+        assert ws.freeze_panes == "A2"
+        assert list(ws.tables) == [sheet.en]  # ASCII table names in both languages
+        table = ws.tables[sheet.en]
+        assert table.tableStyleInfo.name == "TableStyleMedium2"
+        assert table.ref == f"A1:{chr(64 + len(headers))}{rows + 1}"
+        assert [c.name for c in table.tableColumns] == headers
+        assert ws.column_dimensions["A"].width == sheet.columns[0].width
+    contacts = wb[CONTACTS.title(lang)]
+    phone = contacts["B2"]
+    assert (phone.value, phone.data_type, phone.number_format) == ("+7 (343) 011-22-33", "s", "@")
+    assert (contacts["B3"].value, contacts["B3"].data_type) == ("89125554433", "s")
+    assert contacts.column_dimensions["B"].number_format == "@"  # for rows typed later
+    assert contacts["E2"].value == "VIP" and contacts["D3"].value is None
+    ext = wb[MANAGERS.title(lang)]["B2"]
+    assert (ext.value, ext.data_type) == ("101", "s")
+    calls = wb[CALLS.title(lang)]
+    start, end = calls["H2"], calls["I2"]
+    assert start.value == datetime(2024, 3, 1, 9, 30, 5) and start.is_date
+    assert (end.value - start.value).total_seconds() == 100
+    assert start.number_format == ("dd.mm.yyyy hh:mm:ss" if lang == "ru" else "yyyy-mm-dd hh:mm:ss")
+    assert calls["D2"].data_type == "s" and calls["J2"].value == 100
+    assert calls["K2"].hyperlink.target == "http://rec.example/1.mp3"
+    assert calls["B2"].value == ("входящий" if lang == "ru" else "incoming")
+    assert calls["M2"].value == ("да" if lang == "ru" else "yes")
+    settings = wb[SETTINGS.title(lang)]
+    labels = [settings.cell(r, 1).value for r in range(2, 6)]
+    assert labels == [pair[1 if lang == "ru" else 0] for pair in SETTING_ROWS.values()]
+    assert read_settings_sheet(path) == {"server": "wss://pbx.example:10150", "phone": "101"}
+    assert settings["B3"].data_type == "s"
+    # and the agent's reader understands the result
+    index = load_index(path)
+    assert index.lookup("83430112233").company == "Uralmash"
+    assert index.owner_extension(index.lookup("79125554433").owner) == "101"
+
+
+def test_empty_template_is_still_a_valid_table_book(tmp_path):
+    path = write_template(tmp_path / "empty.xlsx")
+    wb = load_workbook(path)
+    assert wb["Contacts"].tables["Contacts"].ref == "A1:E2"  # a table needs one body row
+    assert wb["Calls"].tables["Calls"].ref == "A1:M2" and wb["Calls"]["A2"].value is None
+    index = load_index(path)
+    assert len(index) == 0 and index.managers == {} and index.warnings == []
+    assert read_settings_sheet(path) == {}
+
+
+def test_refuses_to_overwrite_without_force(tmp_path):
+    path = write_template(tmp_path / "crm.xlsx", contacts=PEOPLE)
+    before = path.read_bytes()
+    with pytest.raises(UserError) as exc:
+        write_template(path, "ru")
+    assert "already exists; use --force" in exc.value.text.en
+    assert "уже существует" in exc.value.text.ru
+    assert path.read_bytes() == before
+    write_template(path, "ru", force=True)
+    assert load_workbook(path).sheetnames[0] == "Контакты"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.xlsx"]  # no temp file left
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="password"):
+        write_template(tmp_path / "a.xlsx", settings={"password": "secret"})
+    assert not (tmp_path / "a.xlsx").exists()
+    with pytest.raises(UserError) as exc:
+        write_template(tmp_path / "a.xls")
+    assert ".xlsx" in exc.value.text.en
+    with pytest.raises(UserError):
+        write_template(tmp_path / "a.xlsx", lang="de")
+
+
+def test_new_file_gets_normal_permissions_and_parent_folders(tmp_path):
+    path = write_template(tmp_path / "team" / "shared" / "crm.xlsx")
+    umask = os.umask(0)
+    os.umask(umask)
+    if os.name == "posix":
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_demo_contacts_are_realistic_and_deterministic():
+    people = demo_contacts(2000, DEMO_MANAGERS, seed=7)
+    assert people == demo_contacts(2000, DEMO_MANAGERS, seed=7)
+    assert people != demo_contacts(2000, DEMO_MANAGERS, seed=8)
+    assert all(len(p) == 4 for p in people)
+    names = [p[0] for p in people]
+    assert all(any("а" <= ch <= "я" for ch in n) for n in names)
+    from pz_excel.phones import normalize
+
+    keys = [normalize(p[1]) for p in people]
+    assert None not in keys and len(set(keys)) == len(keys)  # every number distinct
+    assert "79990000000" not in keys  # the demo's stranger stays a stranger
+    owners = [p[2] for p in people]
+    manager_names = {m[0] for m in DEMO_MANAGERS}
+    assert sum(o in manager_names for o in owners) > 1500
+    assert any(o in {"101", "102", "103"} for o in owners) and None in owners
+    assert len({p[3] for p in people}) > 100
+
+
+def test_write_contacts_fast_reads_back(tmp_path):
+    path = write_contacts_fast(tmp_path / "bench.xlsx", 500, seed=2)
+    wb = load_workbook(path, read_only=False)
+    ws = wb["Contacts"]
+    assert ws.tables["Contacts"].ref == "A1:E501" and ws.freeze_panes == "A2"
+    assert ws.column_dimensions["B"].number_format == "@" and ws["B2"].data_type == "s"
+    index = load_index(path)
+    assert len(index) == 500 and index.warnings == []
+    assert set(index.managers.values()) == {"101", "102", "103"}
