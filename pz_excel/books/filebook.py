@@ -1,4 +1,10 @@
-"""The Calls sheet in an .xlsx/.xlsm file on disk, through openpyxl (Excel not running).
+"""The Calls sheet in an .xlsx/.xlsm file on disk (Excel not running).
+
+Saves go through the zip-level writer (``xlsxpatch``): only the Calls sheet's parts are
+rewritten and every other part is copied as it is, so a save costs about one copy of the
+file. openpyxl is the fallback, for what that writer does not handle (no Calls sheet yet,
+unusual XML, a formula in one of our cells, any unexpected failure); the semantics below
+are the same on both paths.
 
 What it promises the user:
 
@@ -17,8 +23,9 @@ What it promises the user:
   raises ``BookLocked``: the rows stay dirty in the journal and go out later.
 
 The workbook stays loaded between batches while the file is unchanged; each batch is one
-save. openpyxl drops what it cannot read (shapes, some charts): the live backend
-(xlwings) is the one to use while the workbook is open in Excel.
+save. On the openpyxl path, openpyxl drops what it cannot read (shapes, some charts); the
+zip-level path leaves every other part as it was. The live backend (xlwings) is the one to
+use while the workbook is open in Excel.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from copy import copy
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from openpyxl import Workbook, load_workbook
@@ -49,6 +57,9 @@ from ..i18n import Text, UserError, current_lang
 from ..schema import CALLS, CONTACTS, MANAGERS, SETTINGS, WORDS, CallRow, Column, word
 from . import BookLocked
 
+if TYPE_CHECKING:
+    from .xlsxpatch import CallsPatch
+
 log = logging.getLogger("pz_excel.books.filebook")
 
 #: Characters that make Excel (or a CSV export opened in it) evaluate a cell.
@@ -61,6 +72,8 @@ TEXT_KINDS = ("phone",)
 ID_KEYS = ("call_id",)
 LINK_COLOR = "0563C1"  # Excel's hyperlink blue
 SAVE_ATTEMPTS = 3
+#: After this many refusals in a row the zip-level writer is not tried again (this run).
+FAST_REFUSALS = 3
 
 Replace = Callable[[str, str], None]
 
@@ -201,21 +214,30 @@ class FileBook:
     """``CallsBook`` on an .xlsx/.xlsm file. ``lang`` is used for a new Calls sheet only
     when the other sheets don't tell; the words follow the sheet's own headers.
 
-    ``replace`` is the rename step of the atomic save (a seam for crash tests).
+    ``replace`` is the rename step of the atomic save (a seam for crash tests). ``fast``
+    False writes through openpyxl only (benchmarks and tests compare the two paths).
     """
 
     kind = "file"
 
     def __init__(
-        self, path: Path | str, lang: str | None = None, *, replace: Replace = os.replace
+        self,
+        path: Path | str,
+        lang: str | None = None,
+        *,
+        replace: Replace = os.replace,
+        fast: bool = True,
     ) -> None:
         self.path = Path(path).expanduser().resolve()
         self.lang = lang
-        self.description = str(Text(f"file {self.path} (openpyxl)", f"файл {self.path} (openpyxl)"))
+        self.fast = fast
+        self.description = str(Text(f"file {self.path}", f"файл {self.path}"))
         self._replace = replace
         self._lock = threading.RLock()
         self._wb: Workbook | None = None
         self._sheet: _CallsSheet | None = None
+        self._patch: CallsPatch | None = None  # the zip-level model, when that path is on
+        self._fast_refusals = 0
         self._stamp: Stamp | None = None
         self._clean_stale_temps()
         try:  # read now: a workbook without the right columns is a start-up error
@@ -233,10 +255,21 @@ class FileBook:
             for _attempt in range(SAVE_ATTEMPTS):
                 self._check_locks()
                 try:
-                    if self._wb is None or self._stat() != self._stamp:
+                    if self._stale():
                         self._load()  # user edits on disk win: we apply rows on top of them
-                    self._apply(rows)
-                    self._save()
+                    try:
+                        self._apply(rows)
+                        self._save()
+                    except (_ChangedOnDisk, OSError, BookLocked, UserError):
+                        raise
+                    except Exception as exc:
+                        if self._patch is None:
+                            raise
+                        self._fast_failed(exc)  # this batch through openpyxl
+                        self._apply(rows)
+                        self._save()
+                    if self._wb is not None and self.fast and self._fast_refusals < FAST_REFUSALS:
+                        self._forget()  # the next batch is read by the zip-level writer again
                     return len(rows)
                 except _ChangedOnDisk:
                     log.info("%s changed while saving; reloading and writing again", self.path)
@@ -256,8 +289,10 @@ class FileBook:
 
     def existing_call_ids(self) -> set[str]:
         with self._lock:
-            if self._wb is None or self._stat() != self._stamp:
+            if self._stale():
                 self._load()
+            if self._patch is not None:
+                return set(self._patch.index)
             assert self._sheet is not None
             return set(self._sheet.index)
 
@@ -267,9 +302,15 @@ class FileBook:
 
     @property
     def lang_of_sheet(self) -> str | None:
+        if self._patch is not None:
+            return self._patch.lang
         return self._sheet.lang if self._sheet is not None else None
 
     # ------------------------------------------------------------------ loading
+
+    def _stale(self) -> bool:
+        """Nothing read yet, or the file changed on disk since we read it."""
+        return (self._wb is None and self._patch is None) or self._stat() != self._stamp
 
     def _stat(self) -> Stamp | None:
         try:
@@ -287,13 +328,14 @@ class FileBook:
                 pass
         self._wb = None
         self._sheet = None
+        self._patch = None
         self._stamp = None
 
     def _check_locks(self) -> None:
         for lock, app in lock_files(self.path):
             raise BookLocked(_locked_text(self.path, lock, app), str(lock))
 
-    def _load(self) -> None:
+    def _load(self, *, fast: bool = True) -> None:
         self._forget()
         suffix = self.path.suffix.lower()
         if suffix not in (".xlsx", ".xlsm", ".xltx", ".xltm"):
@@ -303,6 +345,8 @@ class FileBook:
                     f"{self.path.name}: записывать можно только книги .xlsx и .xlsm",
                 )
             )
+        if fast and self.fast and self._fast_refusals < FAST_REFUSALS and self._load_patch():
+            return
         for _attempt in range(SAVE_ATTEMPTS):
             before = self._stat()
             if before is None:
@@ -336,6 +380,50 @@ class FileBook:
                 f"книга {self.path.name} всё время меняется на диске; попробуем позже",
             )
         )
+
+    def _load_patch(self) -> bool:
+        """Read the book for the zip-level writer; False: use openpyxl (logged why)."""
+        from .xlsxpatch import CallsPatch, MissingColumns, Unsupported
+
+        for _attempt in range(SAVE_ATTEMPTS):
+            before = self._stat()
+            if before is None:
+                raise UserError(
+                    Text(f"workbook not found: {self.path}", f"книга не найдена: {self.path}")
+                )
+            try:
+                patch = CallsPatch.open(self.path, self.lang)
+            except PermissionError as exc:
+                raise BookLocked(_denied_text(self.path, exc)) from exc
+            except MissingColumns as exc:
+                raise self._missing_error(_Titled(exc.title), exc.missing) from None
+            except Unsupported as exc:
+                self._fast_refusals += 1
+                log.info("%s: %s; this batch goes through openpyxl", self.path.name, exc)
+                return False
+            except Exception as exc:  # noqa: BLE001 - openpyxl reads it, or words the error
+                if self._stat() != before:
+                    continue  # read while someone was saving it: read again
+                self._fast_refusals += 1
+                log.warning("%s: zip-level read failed (%s: %s); using openpyxl",
+                            self.path.name, type(exc).__name__, exc)  # fmt: skip
+                return False
+            if self._stat() == before:
+                self._patch, self._stamp = patch, before
+                return True
+        return False
+
+    def _fast_failed(self, exc: Exception) -> None:
+        """The zip-level writer could not save: log why, read the book with openpyxl."""
+        from .xlsxpatch import Unsupported
+
+        if isinstance(exc, Unsupported):
+            log.info("%s: %s; this batch goes through openpyxl", self.path.name, exc)
+        else:
+            log.error("%s: zip-level write failed (%s: %s); this batch goes through openpyxl",
+                      self.path.name, type(exc).__name__, exc, exc_info=exc)  # fmt: skip
+        self._fast_refusals += 1
+        self._load(fast=False)
 
     def _workbook_lang(self, wb: Workbook) -> str:
         titles = {_norm(t) for t in wb.sheetnames}
@@ -443,6 +531,9 @@ class FileBook:
     # ------------------------------------------------------------------ writing
 
     def _apply(self, rows: Sequence[CallRow]) -> None:
+        if self._patch is not None:
+            self._apply_patch(rows)
+            return
         sheet = self._sheet
         assert sheet is not None
         grew = False
@@ -457,6 +548,18 @@ class FileBook:
             self._write_row(sheet, r, row)
         if grew:
             self._extend_ranges(sheet)
+
+    def _apply_patch(self, rows: Sequence[CallRow]) -> None:
+        """Zip-level upsert; what it cannot do goes through openpyxl, this batch only."""
+        from .xlsxpatch import Unsupported
+
+        assert self._patch is not None
+        try:
+            self._patch.apply(rows)
+        except Unsupported as exc:
+            log.info("%s: %s; this batch goes through openpyxl", self.path.name, exc)
+            self._load(fast=False)
+            self._apply(rows)
 
     @staticmethod
     def _style_like_above(sheet: _CallsSheet, r: int) -> None:
@@ -499,8 +602,10 @@ class FileBook:
             return
         if value.tzinfo is not None:  # Excel has no zones: local wall time
             value = value.astimezone().replace(tzinfo=None)
+        # Looked at before assigning: openpyxl gives a datetime its own default format.
+        users_format = is_date_format(cell.number_format)  # keep a date format the user chose
         cell.value = value
-        if not is_date_format(cell.number_format):  # keep a date format the user chose
+        if not users_format:
             cell.number_format = DATE_FORMATS.get(lang, DATE_FORMATS["en"])
 
     @staticmethod
@@ -548,10 +653,14 @@ class FileBook:
 
     def _save(self) -> None:
         """Temp file next to the book, fsync, check nobody saved meanwhile, atomic rename."""
-        assert self._wb is not None
+        assert self._wb is not None or self._patch is not None
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.pz-saving")
         try:
-            self._wb.save(tmp)
+            if self._patch is not None:
+                self._patch.write(tmp, self._stamp)
+            else:
+                assert self._wb is not None
+                self._wb.save(tmp)
             with open(tmp, "r+b") as fh:  # r+ : Windows can only flush a writable handle
                 os.fsync(fh.fileno())
             try:
@@ -570,3 +679,13 @@ class FileBook:
             raise
         _fsync_dir(self.path.parent)
         self._stamp = self._stat()
+        if self._patch is not None:
+            self._patch.committed()
+            self._fast_refusals = 0
+
+
+@dataclass
+class _Titled:
+    """Just a sheet title, for ``_missing_error`` when the zip-level reader found it."""
+
+    title: str
