@@ -6,8 +6,12 @@ short internal number as they are (``101``). ``+7 (343) 011-22-33``, ``8 343 011
 ``83430112233`` and the Excel float ``73430112233.0`` are all ``73430112233``.
 
 It runs once per contact when a million-row workbook is indexed and once per transfer
-request, so the common Russian forms take a pure-string path (one ``str.translate`` and a
-few length checks); only the rest goes to ``phonenumbers``, imported on first use.
+request, so the common Russian forms take a pure-string path (one ``bytes.translate`` and a
+few length checks; ``normalize_many`` does a whole column at once); only the rest goes to
+``phonenumbers``, imported on first use. Short internal numbers (up to 6 digits) must be
+typed as bare digits. A key reads back as itself, except a foreign number under 11 digits,
+which needs its ``+`` (a bare ``49301234`` could as well be a mistyped local number);
+``display(key)`` always reads back.
 """
 
 from __future__ import annotations
@@ -186,6 +190,8 @@ def _parse(text: str, region: str | None) -> str | None:
     if pn.is_possible_number_with_reason(number) != pn.ValidationResult.IS_POSSIBLE:
         return None
     e164 = pn.format_number(number, pn.PhoneNumberFormat.E164)
+    if len(e164) > 16:  # "+" and at most 15 digits (E.164)
+        return None
     try:  # a key must read back as itself, or the same number could get two keys
         again = pn.format_number(pn.parse(e164, None), pn.PhoneNumberFormat.E164)
     except pn.NumberParseException:

@@ -196,7 +196,9 @@ def test_never_raises_and_keys_are_digits(value):
     assert isinstance(display(key), str)
     assert looks_like_phone(value) is (key is not None)
     if key is not None:
-        assert normalize(key) == key  # idempotent
+        assert normalize(display(key)) == key  # the pretty form reads back
+        if len(key) >= 11 or len(key) <= 6:  # Russian, long foreign and internal keys
+            assert normalize(key) == key  # read back as they are (short foreign ones need "+")
 
 
 @given(
