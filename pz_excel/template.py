@@ -75,9 +75,10 @@ def write_contacts_fast(
     managers: Sequence[tuple[str, str]] | None = None,
     seed: int = 1,
 ) -> Path:
-    """A template holding ``n`` demo contacts, for benchmarks: the same workbook as
-    ``write_template`` but contact cells carry no per-cell style (the Phone column's
-    text format is set on the column), which keeps a million rows to about a minute."""
+    """A template holding ``n`` demo contacts, for benchmarks (it overwrites ``path``):
+    the same workbook as ``write_template`` but contact cells carry no per-cell style (the
+    Phone column's text format is set on the column), which keeps a million rows to about
+    a minute."""
     managers = list(managers or DEMO_MANAGERS)
     rows = _demo_rows(n, managers, seed)
     return _write(path, lang, True, rows, managers, None, None, styled=False)
@@ -218,8 +219,11 @@ def _sheet(
                 value = _as_text(value)
             if isinstance(value, str):
                 value = ILLEGAL_CHARACTERS_RE.sub("", value)[:MAX_CELL_TEXT]
-                if value.startswith(FORMULA_START):  # text, never a formula (even unstyled)
-                    out.append(_styled(ws, col.kind, fmt if styled else None, value))
+                # Text, never a formula. Text-format columns never evaluate; elsewhere the
+                # quote prefix keeps "+7 …" or "=…" text when the cell is edited again.
+                quote = value.startswith(FORMULA_START) and col.key not in text_columns
+                if quote or value.startswith("="):
+                    out.append(_styled(ws, col.kind, fmt if styled else None, value, quote))
                     continue
             if styled and value not in (None, ""):
                 out.append(_styled(ws, col.kind, fmt, value))
@@ -248,12 +252,11 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def _styled(ws, kind: str, fmt: str | None, value: object) -> WriteOnlyCell:  # type: ignore[no-untyped-def]
+def _styled(ws, kind: str, fmt: str | None, value: object, quote: bool = False) -> WriteOnlyCell:  # type: ignore[no-untyped-def]
     cell = WriteOnlyCell(ws, value=value)
     if isinstance(value, str):
         cell.data_type = "s"  # openpyxl made "=…" a formula on assignment: undo that
-        if value.startswith(FORMULA_START):
-            cell.quotePrefix = True  # Excel keeps it text when the cell is edited again
+        cell.quotePrefix = quote
     if fmt:
         cell.number_format = fmt
     if kind == "url" and isinstance(value, str) and value.startswith(("http://", "https://")):

@@ -114,6 +114,21 @@ def test_refuses_to_overwrite_without_force(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crm.xlsx"]  # no temp file left
 
 
+def test_text_that_looks_like_a_formula_stays_text(tmp_path):
+    people = [('=HYPERLINK("http://x","y")', "+7 343 011-22-33", "=1+1", "-Co-", "@note")]
+    path = write_template(tmp_path / "f.xlsx", contacts=people, managers=[("=A1", "101")])
+    ws = load_workbook(path)["Contacts"]
+    for ref in ("A2", "C2", "D2", "E2"):
+        assert ws[ref].data_type == "s" and ws[ref].quotePrefix, ref
+    assert ws["A2"].value.startswith("=HYPERLINK")
+    assert ws["B2"].data_type == "s" and not ws["B2"].quotePrefix  # a text column anyway
+    fast = write_contacts_fast(tmp_path / "fast.xlsx", 1)
+    assert load_workbook(fast)["Contacts"]["A2"].data_type == "s"
+    index = load_index(path)
+    assert index.lookup("73430112233").owner == "=1+1"
+    assert index.managers == {"=a1": "101"}
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="password"):
         write_template(tmp_path / "a.xlsx", settings={"password": "secret"})
