@@ -17,10 +17,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import paths, phones, protocol
+from . import dashboard, notify, paths, phones, protocol
 from .api import ApiError, LocalApi, running_agents
 from .books import BookLocked, flush_dirty
 from .books.filebook import FileBook
+from .books.switch import SwitchingBook
 from .calllog import CallMapper
 from .connector import ConnectionState, ConnectorClient, ConnectorError, TlsOptions
 from .contacts import ContactIndex, ContactsWatcher
@@ -51,6 +52,7 @@ class AgentConfig:
     save_interval: float = 1.0
     lang: str | None = None
     header_login: bool = False
+    dashboard_interval: float = 300.0
     settings: protocol.ConnectSettings = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,6 +107,9 @@ class Agent:
         self.on_state: Callable[[ConnectionState], None] | None = None
         self.on_rows_written: Callable[[int], None] | None = None
         self.rows_written = 0
+        self.last_pop = ""
+        self._calls_changed = False
+        self._next_dashboard = 0.0
 
     @property
     def key(self) -> str:
@@ -179,8 +184,11 @@ class Agent:
         if self.journal is not None and self.book is not None:
             try:
                 self._flush()
+                self.refresh_dashboard(force=self._calls_changed)
             except BookLocked:
                 pass  # rows stay in the journal; the next start writes them
+            except Exception:
+                log.exception("final write at stop failed; rows stay in the journal")
         if self.api is not None:
             self.api.stop()
         if self.watcher is not None:
@@ -212,7 +220,8 @@ class Agent:
     def _open_book(self) -> Any:
         if self._book_factory is not None:
             return self._book_factory()
-        return FileBook(self.config.workbook)
+        path = self.config.workbook
+        return SwitchingBook(path, lambda: FileBook(path))
 
     @property
     def index(self) -> ContactIndex:
@@ -318,18 +327,29 @@ class Agent:
             self.journal.record("response", {"request": what, "error": str(exc)}, call_id=call_id)
 
     def _screen_pop(self, event: protocol.Event) -> None:
+        """ "Incoming: name — company (owner)": a toast where there is one, the Excel status
+        bar and the caller's Contacts row when the book is open live, and the log."""
         contact = self.index.lookup(event.from_)
-        if contact is None:
-            text = Text(f"Incoming: {event.from_}", f"Входящий: {event.from_}")
-        else:
-            who = contact.name + (f" — {contact.company}" if contact.company else "")
-            owner = f" ({contact.owner})" if contact.owner else ""
-            text = Text(f"Incoming: {who}{owner}", f"Входящий: {who}{owner}")
+        details = None
+        if contact is not None:
+            details = {"name": contact.name, "company": contact.company, "owner": contact.owner}
+        text = str(notify.screen_pop_text(event.from_, details))
         log.info("%s", text)
+        self.last_pop = text
+        # Off the receive thread: a slow desktop or a busy Excel must not delay events.
+        threading.Thread(
+            target=self._show_pop,
+            args=(text, contact.row if contact else None),
+            name="pz-pop",
+            daemon=True,
+        ).start()
+
+    def _show_pop(self, text: str, contact_row: int | None) -> None:
+        notify.notify("Простые Звонки", text)
         pop = getattr(self.book, "screen_pop", None)
         if pop is not None:
             try:
-                pop(str(text), contact.row if contact else None)
+                pop(text, contact_row)
             except Exception as exc:  # noqa: BLE001 - a pop-up must never stop the log
                 log.debug("screen pop failed: %s", exc)
 
@@ -340,9 +360,43 @@ class Agent:
         written = flush_dirty(self.journal, self.book)
         if written:
             self.rows_written += written
+            self._calls_changed = True
             if self.on_rows_written is not None:
                 self.on_rows_written(written)
+        take = getattr(self.book, "take_handed_back", None)
+        for call_id in take() if take else ():
+            # Excel closed without saving rows written live: dirty again, so the file gets them
+            row = self.journal.get_call(call_id)
+            if row is not None:
+                self.journal.upsert_call(row)
+                self._wake.set()
         return written
+
+    def refresh_dashboard(self, force: bool = False) -> bool:
+        """Rebuild the Dashboard sheet in the file from the journal (last 30 days).
+
+        It rewrites the whole workbook through openpyxl, so it runs rarely: when calls
+        changed, at most every ``dashboard_interval`` seconds (stretched to 20× its own
+        cost on big books), never while the book is open in Excel or locked.
+        """
+        assert self.journal is not None
+        now = time.monotonic()
+        if not force and (not self._calls_changed or now < self._next_dashboard):
+            return False
+        if getattr(self.book, "kind", "file") != "file":
+            return False
+        since = datetime.now() - timedelta(days=dashboard.DAYS + 1)
+        rows = self.journal.recent_calls(limit=1_000_000, since=since)
+        rows += self.journal.missed_not_called_back()
+        started = time.monotonic()
+        try:
+            done = dashboard.refresh_file(self.config.workbook, rows, lang=self._lang())
+        except BookLocked:
+            return False
+        cost = time.monotonic() - started
+        self._calls_changed = False
+        self._next_dashboard = now + max(self.config.dashboard_interval, 20 * cost)
+        return done
 
     def _writer_loop(self) -> None:
         """At most one save per ``save_interval``: rows of a burst go in one batch."""
@@ -356,6 +410,7 @@ class Agent:
             started = time.monotonic()
             try:
                 self._flush()
+                self.refresh_dashboard()
                 if locked_since is not None:
                     log.info(
                         "%s",

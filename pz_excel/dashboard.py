@@ -16,9 +16,11 @@ and the dashboard agree.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Alignment, Font, PatternFill
@@ -364,3 +366,39 @@ def write_dashboard(wb: Workbook, rows: Iterable[CallRow], *, lang: str, today: 
 
     for col, width in enumerate((26, 14, 14, 14, 14, 14), start=1):
         ws.column_dimensions[get_column_letter(col)].width = width
+
+
+def refresh_file(
+    path: Path, rows: Iterable[CallRow], *, lang: str, today: date | None = None
+) -> bool:
+    """Rebuild the Dashboard sheet of the .xlsx at ``path``; atomic like every save of ours.
+
+    Raises ``BookLocked`` when Excel or LibreOffice holds the book. Returns False (and
+    changes nothing) if someone saved the file while we were building: the next run redoes
+    it, so a user's edit is never overwritten.
+    """
+    from openpyxl import load_workbook
+
+    from .books import BookLocked
+    from .books.filebook import _fsync_dir, _locked_text, lock_files
+
+    path = Path(path)
+    locks = lock_files(path)
+    if locks:
+        raise BookLocked(_locked_text(path, *locks[0]), str(locks[0][0]))
+    before = path.stat()
+    wb = load_workbook(path)
+    write_dashboard(wb, rows, lang=lang, today=today or date.today())
+    tmp = path.with_name(f".{path.name}.dashboard.tmp")
+    try:
+        wb.save(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        after = path.stat()
+        if (after.st_mtime_ns, after.st_size) != (before.st_mtime_ns, before.st_size):
+            return False  # changed under us: keep theirs
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,123 @@
+"""Hand-over between the live book and the file: no row lost or doubled.
+
+The live backend needs Excel, which these machines don't have; the switch logic is tested
+with the probe answered by a flag and a second file backend (on a scratch copy of the
+book) in the live role. It exercises the same interface LiveBook implements; LiveBook's
+own xlwings calls are checked statically in test_livebook_static.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from openpyxl import load_workbook
+
+from pz_excel.agent import Agent, AgentConfig
+from pz_excel.books.filebook import FileBook
+from pz_excel.books.switch import SwitchingBook
+from pz_excel.testserver import ServerThread
+
+from .conftest import wait_until
+from .test_agent import calls_sheet, make_book
+
+
+def test_excel_closed_without_saving_rows_reach_the_file(tmp_path):
+    book = make_book(tmp_path / "crm.xlsx")
+    scratch = tmp_path / "excel-memory.xlsx"  # what Excel holds in memory, never saved
+    shutil.copy(book, scratch)
+    excel_open = {"value": True}
+    switch = SwitchingBook(
+        book,
+        lambda: FileBook(book),
+        live_probe=lambda p: excel_open["value"],
+        live_factory=lambda p: FileBook(scratch),
+    )
+    with ServerThread() as srv:
+        cfg = AgentConfig(workbook=book, server=srv.url, phone="101", save_interval=0.05, lang="en")
+        agent = Agent(cfg, book_factory=lambda: switch).start()
+        try:
+            wait_until(lambda: agent.client.state.kind == "connected", 10)
+            srv.generate(2, {"From": "73430112233", "To": "101", "CallID": "700"})
+            wait_until(lambda: "700" in calls_sheet(scratch), 5, "row written live")
+            assert switch.kind == "excel" and "700" not in calls_sheet(book)
+            excel_open["value"] = False  # Excel closed, the row never saved to the file
+            srv.generate(2, {"From": "89125554433", "To": "101", "CallID": "701"})
+            rows = wait_until(
+                lambda: {"700", "701"} <= set(calls_sheet(book)) and calls_sheet(book),
+                8,
+                "hand-over to the file",
+            )
+            assert switch.kind == "file"
+            assert sorted(rows) == ["700", "701"]  # calls_sheet asserts no duplicates
+        finally:
+            agent.stop()
+
+
+def test_rows_saved_by_excel_are_not_written_twice(tmp_path):
+    book = make_book(tmp_path / "crm.xlsx")
+    excel_open = {"value": True}
+    live = {"book": None}
+
+    def live_factory(p):
+        live["book"] = FileBook(book)  # Excel saves into the same file
+        return live["book"]
+
+    switch = SwitchingBook(
+        book,
+        lambda: FileBook(book),
+        live_probe=lambda p: excel_open["value"],
+        live_factory=live_factory,
+    )
+    with ServerThread() as srv:
+        cfg = AgentConfig(workbook=book, server=srv.url, phone="101", save_interval=0.05)
+        agent = Agent(cfg, book_factory=lambda: switch).start()
+        try:
+            wait_until(lambda: agent.client.state.kind == "connected", 10)
+            srv.generate(2, {"From": "73430112233", "To": "101", "CallID": "710"})
+            wait_until(lambda: "710" in calls_sheet(book), 5)
+            excel_open["value"] = False
+            srv.generate(2, {"From": "73430112233", "To": "101", "CallID": "711"})
+            wait_until(lambda: "711" in calls_sheet(book), 5)
+            assert switch.take_handed_back() == []
+            assert sorted(calls_sheet(book)) == ["710", "711"]
+        finally:
+            agent.stop()
+
+
+def test_dashboard_sheet_is_kept_by_the_agent(tmp_path):
+    book = make_book(tmp_path / "crm.xlsx")
+    with ServerThread() as srv:
+        cfg = AgentConfig(
+            workbook=book,
+            server=srv.url,
+            phone="101",
+            save_interval=0.05,
+            lang="en",
+            dashboard_interval=0,
+        )
+        agent = Agent(cfg).start()
+        try:
+            wait_until(lambda: agent.client.state.kind == "connected", 10)
+            srv.generate(
+                4,
+                {
+                    "From": "73430112233",
+                    "To": "101",
+                    "CallID": "720",
+                    "Start": "1700000000",
+                    "End": "1700000042",
+                    "Duration": "42",
+                    "Direction": "0",
+                },
+            )
+
+            def has_dashboard():
+                wb = load_workbook(book, read_only=True)
+                try:
+                    return "Dashboard" in wb.sheetnames and "720" in calls_sheet(book)
+                finally:
+                    wb.close()
+
+            wait_until(has_dashboard, 10, "dashboard written")
+        finally:
+            agent.stop()
