@@ -47,6 +47,7 @@ from . import vbaproject
 from .i18n import Text, UserError, current_lang
 
 ADDIN_FILE = "pz_excel.xlam"
+UDF_MODULE = "udfs.pz_udfs"  # what xlwings' Import Functions loads: our PZ_* formulas
 PROJECT_NAME = "pz_excel"  # xlwings PROJECT_NAME: names the config file and config sheet
 VBA_PROJECT_NAME = "PZExcel"  # as the VBA editor shows the project
 VBA_MODULE = "PZExcel"  # the ribbon callbacks module (workbook/PZExcel.bas)
@@ -388,6 +389,9 @@ def write_user_config(path: Path | None = None) -> Path:
         pattern = re.compile(rf'^\s*"?{re.escape(key)}"?\s*,', re.IGNORECASE)
         lines = [ln for ln in text.splitlines() if ln.strip() and not pattern.match(ln)]
     lines.insert(0, f'"{key}","{value}"')
+    udf = re.compile(r'^\s*"?UDF Modules"?\s*,', re.IGNORECASE)
+    if not any(udf.match(ln) for ln in lines):  # an admin's own list is kept as it is
+        lines.append(f'"UDF Modules","{UDF_MODULE}"')
     try:
         data = ("\r\n".join(lines) + "\r\n").encode(encoding)
     except UnicodeEncodeError as exc:

@@ -239,6 +239,16 @@ def test_user_config_keeps_other_settings(tmp_path: Path) -> None:
     assert lines[0] == f'"{key}","{addin.interpreter_setting()[1]}"'
     assert '"UDF Modules","udfs.calls"' in lines
     assert sum(key in ln for ln in lines) == 1
+    assert not any("pz_udfs" in ln for ln in lines)  # the admin's UDF list is not touched
+
+
+def test_user_config_registers_our_formulas(tmp_path: Path) -> None:
+    conf = addin.write_user_config(tmp_path / "pz_excel.conf")
+    lines = conf.read_text().splitlines()
+    assert f'"UDF Modules","{addin.UDF_MODULE}"' in lines
+    import importlib
+
+    assert hasattr(importlib.import_module(addin.UDF_MODULE), "PZ_CALL")
 
 
 # -- command line where there is no Excel ----------------------------------------------------------
