@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
-from pz_excel.template import write_template
 
 from pz_excel.agent import Agent, AgentConfig
 from pz_excel.api import ApiClient, running_agents
 from pz_excel.i18n import UserError
 from pz_excel.journal import Journal
+from pz_excel.template import write_template
 from pz_excel.testserver import ServerThread
 
 from .conftest import wait_until
