@@ -17,10 +17,22 @@ from .i18n import Text, UserError, current_lang
 log = logging.getLogger("pz_excel")
 
 
+_LEVELS = {
+    logging.WARNING: Text("warning", "предупреждение"),
+    logging.ERROR: Text("error", "ошибка"),
+    logging.CRITICAL: Text("critical", "критично"),
+}
+
+
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = self.formatTime(record, "%H:%M:%S")
-        level = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        level = ""
+        if record.levelno >= logging.WARNING:
+            word = _LEVELS.get(record.levelno, Text(record.levelname.lower(), ""))
+            level = f"{word.ru if current_lang() == 'ru' and word.ru else word.en}: "
+        elif record.levelno < logging.INFO:
+            level = "debug: "
         return f"{stamp} {level}{record.getMessage()}"
 
 
