@@ -20,6 +20,7 @@ Rules (``Decision.rule``):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -81,7 +82,7 @@ def linear_scan_decide(
             phone = row[1]
             if phone is None or phone == "":
                 continue
-            numbers = str(phone).split(",") if isinstance(phone, str) else [phone]
+            numbers = re.split(r"[,;\n]", phone) if isinstance(phone, str) else [phone]
             if any(phones.normalize(n) == key for n in numbers):
                 name, _, owner, company = (list(row) + [None] * 4)[:4]
                 contact = Contact(first_row + i, _text(name), key, _text(owner), _text(company))
@@ -117,7 +118,7 @@ def _decision(
     fallback: str,
     me: str | None,
 ) -> Decision:
-    shown = phones.display(key) if key else (caller or "").strip()
+    shown = phones.display(key) if key else str(caller or "").strip()[:40]
     if contact is None:
         if key is None:
             why = (
