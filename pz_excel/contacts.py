@@ -1355,7 +1355,7 @@ class ContactsWatcher:
         self.settle = settle
         self.on_reload = on_reload
         self._loader = loader
-        self._build_lock = threading.Lock()
+        self._build_lock = threading.RLock()  # a listener may call refresh()
         self._stopping = threading.Event()
         self._sig = _signature(self.path)
         self._index = loader(self.path)  # a bad workbook is the caller's error, now
