@@ -24,7 +24,7 @@ from .books.filebook import FileBook
 from .books.switch import SwitchingBook
 from .calllog import CallMapper
 from .connector import ConnectionState, ConnectorClient, ConnectorError, TlsOptions
-from .contacts import ContactIndex, ContactsWatcher
+from .contacts import ContactIndex, ContactsWatcher, build_index
 from .i18n import Text, UserError
 from .instance import AlreadyRunning, InstanceLock
 from .journal import Journal
@@ -597,7 +597,15 @@ class Agent:
 
     def api_refresh(self, params: dict, body: dict) -> dict:
         assert self.watcher is not None
-        self.watcher.refresh()
+        read_live = getattr(self.book, "read_live_contacts", None)
+        live = read_live() if read_live else None
+        if live is not None:  # open in Excel: take what the user sees, saved or not
+            contacts, managers = live
+            self.watcher.swap(build_index(contacts, managers or None, source=self.config.workbook))
+        else:
+            error = self.watcher.refresh()
+            if error is not None:
+                raise ApiError(400, error)
         return {"contacts": len(self.index), "warnings": [str(w) for w in self.index.warnings]}
 
     def api_stop(self, params: dict, body: dict) -> dict:

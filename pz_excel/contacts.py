@@ -1378,6 +1378,14 @@ class ContactsWatcher:
         with self._build_lock:
             return self._reload(_signature(self.path), force=True)
 
+    def swap(self, index: ContactIndex) -> None:
+        """Put in an index built elsewhere (the open Excel book's unsaved contacts); the
+        next change of the file on disk replaces it as usual."""
+        with self._build_lock:
+            self._index = index
+            self.reloads += 1
+        self._notify(index, None)
+
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         if self._thread is not None and self._thread is not threading.current_thread():

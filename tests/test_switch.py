@@ -121,3 +121,42 @@ def test_dashboard_sheet_is_kept_by_the_agent(tmp_path):
             wait_until(has_dashboard, 10, "dashboard written")
         finally:
             agent.stop()
+
+
+def test_refresh_takes_contacts_from_the_open_book(tmp_path):
+    """With the book live, Refresh contacts reads what Excel shows (unsaved edits too)."""
+    book = make_book(tmp_path / "crm.xlsx")
+
+    class OpenBookTable(FileBook):
+        # the live role: a second backend on an edited copy, read through read_table()
+        def read_table(self, names):
+            wb = load_workbook(edited, read_only=True)
+            try:
+                ws = next(wb[n] for n in names if n in wb.sheetnames)
+                return [list(r) for r in ws.iter_rows(values_only=True)]
+            finally:
+                wb.close()
+
+    edited = tmp_path / "unsaved.xlsx"
+    wb = load_workbook(book)
+    wb["Contacts"].append(["New Lead", "+7 900 123-45-67", "103", "Fresh"])
+    wb.save(edited)
+    switch = SwitchingBook(
+        book,
+        lambda: FileBook(book),
+        live_probe=lambda p: True,
+        live_factory=lambda p: OpenBookTable(edited),
+    )
+    with ServerThread() as srv:
+        agent = Agent(
+            AgentConfig(workbook=book, server=srv.url, phone="101"), book_factory=lambda: switch
+        ).start()
+        try:
+            assert agent.index.lookup("79001234567") is None
+            switch.write_calls([])  # the writer's first batch opens the live book
+            agent.api_refresh({}, {})
+            contact = agent.index.lookup("89001234567")
+            assert contact is not None and contact.name == "New Lead"
+            assert agent.api_lookup({"number": "+79001234567"}, {})["extension"] == "103"
+        finally:
+            agent.stop()

@@ -114,6 +114,14 @@ class SwitchingBook:
             self._live.highlight_contact(contact_row)
         self._live.status_bar(text)
 
+    def read_live_contacts(self) -> tuple[list[list], list[list]] | None:
+        """(Contacts rows, Managers rows) from the open book, or None when not live."""
+        if self._live is None:
+            return None
+        from ..schema import CONTACTS, MANAGERS
+
+        return self._live.read_table(CONTACTS.names), self._live.read_table(MANAGERS.names)
+
     def close(self) -> None:
         for book in (self._live, self._file):
             if book is not None:
