@@ -76,7 +76,7 @@ def read_settings_sheet(book: Path) -> dict[str, str]:
     """Values of the Settings sheet (either language); {} if the sheet is absent."""
     from openpyxl import load_workbook
 
-    from .schema import SETTING_ROWS, SETTINGS
+    from .schema import SETTING_ROWS, SETTINGS, cell_text
 
     if not book.exists():
         return {}
@@ -100,10 +100,7 @@ def read_settings_sheet(book: Path) -> dict[str, str]:
                 continue
             key = labels.get(str(row[0]).strip().casefold())
             if key and len(row) > 1 and row[1] is not None and str(row[1]).strip():
-                value = row[1]
-                if isinstance(value, float) and value.is_integer():
-                    value = int(value)
-                out[key] = str(value).strip()
+                out[key] = cell_text(row[1])
         return out
     finally:
         wb.close()

@@ -25,10 +25,12 @@ def get_password(server: str, phone: str, env_var: str | None = None) -> str:
     """``env_var`` if given (it must exist), else the keyring, else empty (no password)."""
     if env_var:
         if env_var not in os.environ:
-            raise UserError(Text(
-                f"environment variable {env_var} is not set (--password-env)",
-                f"переменная окружения {env_var} не задана (--password-env)",
-            ))
+            raise UserError(
+                Text(
+                    f"environment variable {env_var} is not set (--password-env)",
+                    f"переменная окружения {env_var} не задана (--password-env)",
+                )
+            )
         return os.environ[env_var]
     try:
         import keyring

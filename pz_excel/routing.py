@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from . import phones
 from .contacts import Contact, ContactIndex, name_key
 from .i18n import Text
+from .schema import cell_text as _text
 
 
 @dataclass(frozen=True)
@@ -99,14 +100,6 @@ def linear_scan_decide(
         return None
 
     return _decision(call_id, caller, key, contact, owner_extension, fallback, me)
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
 
 
 def _decision(

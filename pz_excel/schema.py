@@ -127,6 +127,15 @@ WORDS: dict[str, tuple[str, str]] = {
 }
 
 
+def cell_text(value: object) -> str:
+    """A cell as text: Excel hands back an ID or a phone typed as a number as ``1234.0``."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
 def word(key: str, lang: str) -> str:
     en, ru = WORDS[key]
     return ru if lang == "ru" else en

@@ -54,7 +54,17 @@ from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.worksheet import Worksheet
 
 from ..i18n import Text, UserError, current_lang
-from ..schema import CALLS, CONTACTS, MANAGERS, SETTINGS, WORDS, CallRow, Column, word
+from ..schema import (
+    CALLS,
+    CONTACTS,
+    MANAGERS,
+    SETTINGS,
+    WORDS,
+    CallRow,
+    Column,
+    cell_text,
+    word,
+)
 from . import BookLocked
 
 if TYPE_CHECKING:
@@ -80,15 +90,6 @@ Replace = Callable[[str, str], None]
 
 def _norm(text: object) -> str:
     return " ".join(str(text).split()).casefold() if text is not None else ""
-
-
-def _id_text(value: object) -> str:
-    """Call ID cell → key; a number Excel made of it comes back as its digits."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
 
 
 def safe_text(value: str) -> str:
@@ -499,7 +500,7 @@ class FileBook:
                 continue
             last = max(last, row)  # anything the user wrote below counts: never overwrite it
             if col_idx == id_col:
-                key = _id_text(cell.value)
+                key = cell_text(cell.value)
                 if key:
                     sheet.index.setdefault(key, row)  # first row wins over a copy
         sheet.last_row = last

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..i18n import Text, UserError, current_lang
-from ..schema import CALLS, CONTACTS, CallRow, Column, word
+from ..schema import CALLS, CONTACTS, CallRow, Column, cell_text, word
 
 if TYPE_CHECKING:
     import xlwings as xw
@@ -179,15 +179,6 @@ def _runs(numbers: Sequence[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _id_text(value: object) -> str:
-    """A Call ID cell as text (Excel may hand back 1234.0 for an ID typed as a number)."""
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
 class LiveBook:
     """The CRM workbook as open in Excel. Use it from one thread at a time."""
 
@@ -311,7 +302,7 @@ class LiveBook:
             id_col = layout.cols["call_id"]
             column: xw.Range = sheet.range((first, id_col), (layout.last_row, id_col))
             for offset, (value,) in enumerate(column.options(ndim=2).value):
-                key = _id_text(value)
+                key = cell_text(value)
                 if key and key not in rows:
                     rows[key] = first + offset
         return rows

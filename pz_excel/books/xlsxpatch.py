@@ -57,7 +57,7 @@ from openpyxl.utils.cell import column_index_from_string, get_column_letter, ran
 from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, to_excel
 
 from ..i18n import current_lang
-from ..schema import CALLS, WORDS, CallRow, Column, word
+from ..schema import CALLS, WORDS, CallRow, Column, cell_text, word
 from .filebook import (
     DATE_FORMATS,
     FORMULA_START,
@@ -66,7 +66,6 @@ from .filebook import (
     LINK_COLOR,
     TEXT_KINDS,
     _ChangedOnDisk,
-    _id_text,
     _norm,
     is_web_link,
     safe_text,
@@ -1290,7 +1289,7 @@ class CallsPatch:
                 ids.append((n, kind, value))
         looked = strings({v for _n, k, v in ids if k == "s"})  # type: ignore[misc]
         for n, kind, value in ids:
-            key = _id_text(looked.get(value) if kind == "s" else value)  # type: ignore[call-overload]
+            key = cell_text(looked.get(value) if kind == "s" else value)  # type: ignore[call-overload]
             if key:
                 self.index.setdefault(key, n)
         self.last_row = last
