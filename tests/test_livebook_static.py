@@ -25,8 +25,7 @@ import xlwings.main as xm
 
 from pz_excel.books import livebook
 from pz_excel.i18n import UserError
-from pz_excel.schema import cell_text
-from pz_excel.schema import CALLS
+from pz_excel.schema import CALLS, cell_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "pz_excel" / "books" / "livebook.py"
