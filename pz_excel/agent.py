@@ -200,13 +200,10 @@ class Agent:
             self.journal.close()
         self._lock.release()
 
-    def wait(self, stop_event: threading.Event | None = None) -> None:
-        """Block until stopped (Ctrl+C, POST /stop or ``stop_event``)."""
-        while not self._stopping.is_set():
-            if stop_event is not None and stop_event.wait(0.2):
-                break
-            if stop_event is None:
-                self._stopping.wait(0.2)
+    @property
+    def stopped(self) -> bool:
+        """True once stop() began (Ctrl+C, POST /stop from the ribbon's Disconnect)."""
+        return self._stopping.is_set()
 
     # ------------------------------------------------------------------ pieces
 

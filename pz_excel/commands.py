@@ -238,7 +238,7 @@ def run_command(
             if state is not None and state.kind == "stopped" and state.close is not None:
                 agent.stop()
                 raise UserError(state.text)
-            if agent._stopping.is_set():
+            if agent.stopped:
                 break
     except KeyboardInterrupt:
         pass
