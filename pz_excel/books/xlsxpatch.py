@@ -73,11 +73,13 @@ from .filebook import (
 
 log = logging.getLogger("pz_excel.books.xlsxpatch")
 
-#: Deflate level of the parts we write (1 to 9). 3 compresses a call log within 5 % of level 6
-#: at a third of the time (bench: ``python -m bench``, section "deflate").
-LEVEL = 3
+#: Deflate level of the parts we write: zlib's default, as Excel and openpyxl use, so the
+#: file stays as small as the user's. A save recompresses one or two segments (~4 ms each);
+#: level 3 would save that and the one-off 0.4 s at a 100 k-row load, for a file ~15 %
+#: larger on every save's copy (``python -m bench``, section "deflate").
+LEVEL = 6
 #: Items per segment. A save recompresses whole segments: small ones make an append cheap,
-#: big ones compress better. 512 rows of the Calls sheet are ~350 KB of XML, ~3 ms at LEVEL.
+#: big ones compress better. 512 rows of the Calls sheet are ~370 KB of XML, ~4 ms at LEVEL.
 SEGMENT = 512
 #: Refuse parts larger than this (decompressed): far beyond any call log we write.
 MAX_PART = 1 << 30

@@ -1,0 +1,151 @@
+"""All benchmarks in one run: printed tables, one JSON file with every figure.
+
+    python -m bench [--quick] [--out bench/results/DATE.json] [--plot docs/lag_vs_log.png]
+    pz-excel bench [--quick] …
+
+Sections (``--only`` picks some):
+
+* ``routing`` — smart transfer decisions at 10 k / 100 k / 1 M contacts next to the
+  tutorials' linear scan, and the contacts index built from an .xlsx (bench_routing);
+* ``journal`` — events stored per second, next to plain SQLite inserts;
+* ``sheet`` — Calls sheet save cost and lag against the log's size, the zip-level writer
+  and the openpyxl path side by side, and the lag-vs-log plot;
+* ``agent`` — type 1 → Transfer on the wire with 1 M contacts at 1 / 50 / 500 requests/s,
+  the local API's Call round trip, a contacts re-read after an edit, the agent's RSS over
+  100 k calls.
+
+``--quick`` (CI) keeps it under a minute with smaller sizes and counts. Everything runs on
+loopback, with bounded counts, and stops by itself. Generated workbooks are cached
+(``PZ_BENCH_CACHE``, else the temp folder); agents started here register in a private
+``PZ_EXCEL_HOME``, never next to the user's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+SECTIONS = ("routing", "journal", "sheet", "agent")
+
+
+def _machine() -> dict[str, Any]:
+    import psutil
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh
+                        if line.startswith("model name")), cpu)  # fmt: skip
+    except OSError:
+        pass
+    import openpyxl
+
+    return {"platform": platform.platform(), "python": sys.version.split()[0], "cpu": cpu,
+            "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "openpyxl": openpyxl.__version__, "temp": tempfile.gettempdir()}  # fmt: skip
+
+
+def _section(name: str, quick: bool, out: Callable[[str], None], plot: Path | None) -> dict:
+    if name == "routing":
+        from . import bench_routing
+
+        # quick: the index build from the 10 k book, which the other sections share
+        return bench_routing.run(quick=quick, out=out, file_size=10_000 if quick else None)
+    if name == "journal":
+        from . import bench_journal
+
+        return bench_journal.run(quick=quick, out=out)
+    if name == "sheet":
+        from . import bench_sheet
+
+        return bench_sheet.run(quick=quick, out=out, plot_path=plot)
+    from . import bench_agent
+
+    return bench_agent.run(quick=quick, out=out)
+
+
+def run(quick: bool, out_path: Path, plot: Path, only: tuple[str, ...]) -> int:
+    """Run the sections in order, print as they go, write the JSON; 1 if one crashed."""
+    from .bench_agent import isolate_home
+
+    isolate_home()
+    started = time.perf_counter()
+    report: dict[str, Any] = {"started": datetime.now().isoformat(timespec="seconds"),
+                              "quick": quick, "machine": _machine(), "sections": {},
+                              "seconds": {}, "targets": {}, "errors": {}}  # fmt: skip
+    click.echo(f"pz-excel benchmarks ({'quick' if quick else 'full'}) on "
+               f"{report['machine']['cpu']} ×{report['machine']['cores']}, "
+               f"Python {report['machine']['python']}")  # fmt: skip
+    for name in only:
+        click.echo("")
+        click.echo(f"== {name} " + "=" * (70 - len(name)))
+        t0 = time.perf_counter()
+        try:
+            result = _section(name, quick, click.echo, plot)
+        except Exception as exc:  # noqa: BLE001 - the other sections still run
+            traceback.print_exc()
+            report["errors"][name] = f"{type(exc).__name__}: {exc}"
+            result = {}
+        report["seconds"][name] = round(time.perf_counter() - t0, 1)
+        report["sections"][name] = result
+        for key, ok in (result.get("targets") or {}).items():
+            report["targets"][f"{name}.{key}"] = bool(ok)
+    report["seconds"]["total"] = round(time.perf_counter() - started, 1)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(_clean(report), indent=1, default=str))
+    click.echo("")
+    click.echo("== summary " + "=" * 61)
+    for key, ok in report["targets"].items():
+        click.echo(f"  {'OK    ' if ok else 'MISSED'} {key}")
+    for name, error in report["errors"].items():
+        click.echo(f"  ERROR  {name}: {error}")
+    click.echo(f"  {report['seconds']['total']:.0f} s; figures: {out_path}"
+               + (f"; plot: {plot}" if "sheet" in only and plot.exists() else ""))
+    return 1 if report["errors"] else 0
+
+
+def _clean(value: Any) -> Any:
+    """NaN and infinities become null: strict JSON for any reader."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+@click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--quick", is_flag=True, help="Smaller sizes and counts (CI): under a minute.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON file for the figures (default bench/results/DATE[-quick].json).")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Lag-vs-log plot (default next to the JSON; the docs use "
+                   "docs/lag_vs_log.png).")
+@click.option("--only", help=f"Comma-separated sections: {', '.join(SECTIONS)}.")
+def command(quick: bool, out_path: Path | None, plot: Path | None, only: str | None) -> None:
+    """Run the benchmarks and print the figures (loopback only, stops by itself)."""
+    picked = tuple(s.strip() for s in only.split(",")) if only else SECTIONS
+    unknown = [s for s in picked if s not in SECTIONS]
+    if unknown:
+        raise click.BadParameter(f"unknown section(s) {unknown}; choose from {SECTIONS}",
+                                 param_hint="--only")  # fmt: skip
+    stamp = datetime.now().strftime("%Y-%m-%d-%H%M%S") + ("-quick" if quick else "")
+    out_path = out_path or Path("bench") / "results" / f"{stamp}.json"
+    plot = plot or out_path.with_name(out_path.stem + "-lag.png")
+    sys.exit(run(quick, out_path, plot, picked))
+
+
+if __name__ == "__main__":
+    command(prog_name="python -m bench")
