@@ -36,6 +36,9 @@ log = logging.getLogger("pz_excel.agent")
 # PZ_CALL guard: a new once-key dial within this many seconds of the previous one is
 # refused (a fill-down or a workbook opening would otherwise dial a whole column).
 ONCE_GUARD_SECONDS = 3.0
+# The Dashboard is rebuilt through openpyxl (whole workbook): only books this small, where
+# that takes a few seconds; the Calls sheet of any size is written at the zip level.
+DASHBOARD_MAX_BYTES = 3 * 1024 * 1024
 
 
 @dataclass
@@ -110,6 +113,8 @@ class Agent:
         self.last_pop = ""
         self._calls_changed = False
         self._next_dashboard = 0.0
+        self._dashboard_thread: threading.Thread | None = None
+        self._book_io = threading.Lock()  # a Calls save vs the dashboard's final rename
 
     @property
     def key(self) -> str:
@@ -181,6 +186,8 @@ class Agent:
         self._wake.set()
         if self._writer is not None:
             self._writer.join(timeout=30)
+        if self._dashboard_thread is not None:
+            self._dashboard_thread.join(timeout=60)
         if self.journal is not None and self.book is not None:
             try:
                 self._flush()
@@ -354,7 +361,8 @@ class Agent:
 
     def _flush(self) -> int:
         assert self.journal is not None
-        written = flush_dirty(self.journal, self.book)
+        with self._book_io:
+            written = flush_dirty(self.journal, self.book)
         if written:
             self.rows_written += written
             self._calls_changed = True
@@ -372,9 +380,10 @@ class Agent:
     def refresh_dashboard(self, force: bool = False) -> bool:
         """Rebuild the Dashboard sheet in the file from the journal (last 30 days).
 
-        It rewrites the whole workbook through openpyxl, so it runs rarely: when calls
-        changed, at most every ``dashboard_interval`` seconds (stretched to 20× its own
-        cost on big books), never while the book is open in Excel or locked.
+        It rewrites the whole workbook through openpyxl, so it runs rarely and never in the
+        writer's way: only for books up to ``DASHBOARD_MAX_BYTES`` (bigger ones would take
+        tens of seconds), when calls changed, at most every ``dashboard_interval`` seconds
+        (stretched to 20× its own cost), never while the book is open in Excel or locked.
         """
         assert self.journal is not None
         now = time.monotonic()
@@ -382,18 +391,41 @@ class Agent:
             return False
         if getattr(self.book, "kind", "file") != "file":
             return False
+        try:
+            if self.config.workbook.stat().st_size > DASHBOARD_MAX_BYTES:
+                return False
+        except OSError:
+            return False
+        self._calls_changed = False
         since = datetime.now() - timedelta(days=dashboard.DAYS + 1)
         rows = self.journal.recent_calls(limit=1_000_000, since=since)
         rows += self.journal.missed_not_called_back()
         started = time.monotonic()
         try:
-            done = dashboard.refresh_file(self.config.workbook, rows, lang=self._lang())
+            done = dashboard.refresh_file(
+                self.config.workbook, rows, lang=self._lang(), commit_lock=self._book_io
+            )
         except BookLocked:
-            return False
+            done = False
+        except Exception:
+            log.exception("the Dashboard sheet could not be rebuilt")
+            done = False
+        if not done:
+            self._calls_changed = True  # try again at the next interval
         cost = time.monotonic() - started
-        self._calls_changed = False
         self._next_dashboard = now + max(self.config.dashboard_interval, 20 * cost)
         return done
+
+    def _dashboard_in_background(self) -> None:
+        """The writer only starts the rebuild; it goes on saving rows meanwhile."""
+        if self._dashboard_thread is not None and self._dashboard_thread.is_alive():
+            return
+        if not self._calls_changed or time.monotonic() < self._next_dashboard:
+            return
+        self._dashboard_thread = threading.Thread(
+            target=self.refresh_dashboard, name="pz-dashboard", daemon=True
+        )
+        self._dashboard_thread.start()
 
     def _writer_loop(self) -> None:
         """At most one save per ``save_interval``: rows of a burst go in one batch."""
@@ -407,7 +439,7 @@ class Agent:
             started = time.monotonic()
             try:
                 self._flush()
-                self.refresh_dashboard()
+                self._dashboard_in_background()
                 if locked_since is not None:
                     log.info(
                         "%s",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -369,7 +370,12 @@ def write_dashboard(wb: Workbook, rows: Iterable[CallRow], *, lang: str, today: 
 
 
 def refresh_file(
-    path: Path, rows: Iterable[CallRow], *, lang: str, today: date | None = None
+    path: Path,
+    rows: Iterable[CallRow],
+    *,
+    lang: str,
+    today: date | None = None,
+    commit_lock: AbstractContextManager[object] | None = None,
 ) -> bool:
     """Rebuild the Dashboard sheet of the .xlsx at ``path``; atomic like every save of ours.
 
@@ -394,10 +400,13 @@ def refresh_file(
         wb.save(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        after = path.stat()
-        if (after.st_mtime_ns, after.st_size) != (before.st_mtime_ns, before.st_size):
-            return False  # changed under us: keep theirs
-        os.replace(tmp, path)
+        # The check and the rename are one step for the Calls writer (commit_lock): a
+        # batch saved in between would otherwise be replaced by our older copy.
+        with commit_lock if commit_lock is not None else nullcontext():
+            after = path.stat()
+            if (after.st_mtime_ns, after.st_size) != (before.st_mtime_ns, before.st_size):
+                return False  # changed under us: keep theirs, redo later
+            os.replace(tmp, path)
         _fsync_dir(path.parent)
         return True
     finally:

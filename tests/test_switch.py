@@ -160,3 +160,24 @@ def test_refresh_takes_contacts_from_the_open_book(tmp_path):
             assert agent.api_lookup({"number": "+79001234567"}, {})["extension"] == "103"
         finally:
             agent.stop()
+
+
+def test_big_books_skip_the_openpyxl_dashboard_but_calls_still_flow(tmp_path, monkeypatch):
+    import pz_excel.agent as agent_module
+
+    monkeypatch.setattr(agent_module, "DASHBOARD_MAX_BYTES", 1000)  # every book is "big"
+    book = make_book(tmp_path / "crm.xlsx")
+    with ServerThread() as srv:
+        cfg = AgentConfig(workbook=book, server=srv.url, phone="101", save_interval=0.05,
+                          lang="en", dashboard_interval=0)
+        agent = Agent(cfg).start()
+        try:
+            wait_until(lambda: agent.client.state.kind == "connected", 10)
+            srv.generate(2, {"From": "73430112233", "To": "101", "CallID": "730"})
+            wait_until(lambda: "730" in calls_sheet(book), 5, "row written")
+            assert not agent.refresh_dashboard(force=True)
+        finally:
+            agent.stop()
+    wb = load_workbook(book, read_only=True)
+    assert "Dashboard" not in wb.sheetnames
+    wb.close()
