@@ -459,3 +459,27 @@ def test_many_small_saves_with_tiny_segments_match_a_model(tmp_path):
         rels = z.read("xl/worksheets/_rels/sheet2.xml.rels").decode()
     assert rels.count("/hyperlink") == 1 + sum(
         r.recording.startswith("https") for r in model.values())  # none orphaned
+
+
+def test_pretty_printed_rows_and_empty_rows_take_the_careful_path(tmp_path, caplog):
+    """Other writers indent sheetData and write ``<row …/>``: same index, same result."""
+    caplog.set_level(logging.INFO)
+    src = crm_book(tmp_path / "src.xlsx", table=False)
+    FileBook(src).write_calls([call("1"), call("2"), call("3")])
+    path = tmp_path / "pretty.xlsx"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "xl/worksheets/sheet2.xml":
+                data = data.replace(b"</row><row", b"</row>\n  <row")
+                data = data.replace(b"</sheetData>", b'\n  <row r="9" ht="20" customHeight="1"/>'
+                                    b"\n</sheetData>")  # fmt: skip
+                assert data.count(b"\n  <row") >= 4
+            z.writestr(info, data)
+    book = fast_book(path)
+    assert book.existing_call_ids() == {"1", "2", "3"}
+    book.write_calls([call("2", status="missed"), call("4")])
+    assert no_fallback(caplog)
+    ws = load_workbook(path)["Calls"]
+    assert [ws.cell(r, 1).value for r in range(2, 6)] == ["1", "2", "3", "4"]
+    assert ws["C3"].value == "missed" and ws.row_dimensions[9].height == 20

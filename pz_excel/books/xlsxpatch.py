@@ -572,6 +572,19 @@ class Blocks:
                 if key is not None:
                     self.where.setdefault(key, seg)
 
+    def load_packed(self, keys: list, data: bytes, bounds: list[int], level: int) -> None:
+        """Items ``data[bounds[i]:bounds[i + 1]]``, deflated a segment at a time straight from
+        ``data``: never copied one by one, and cold from the start."""
+        self.segs, self.where, self._stale_from = [], {}, 0
+        for at in range(0, len(keys), self.segment):
+            stop = min(at + self.segment, len(keys))
+            seg = _Seg(keys[at:stop], None)
+            seg.packed = pack(data[bounds[at] : bounds[stop]], level)
+            self.segs.append(seg)
+            for key in seg.keys:
+                if key is not None:
+                    self.where.setdefault(key, seg)
+
     def __len__(self) -> int:
         return sum(len(s.keys) for s in self.segs)
 
@@ -716,6 +729,7 @@ class Piece:
 # ---------------------------------------------------------------------------- sheet XML
 
 _ROW = re.compile(rb'<row r="([0-9]+)"[^>]*?(?:/>|>.*?</row>)', re.S)
+_ROW_OPEN = re.compile(rb'<row r="')
 _ROW_START = re.compile(rb"<row\b[^>]*?(/?)>")
 _CELL = re.compile(rb'<c r="([A-Z]{1,3})[0-9]+"([^>]*?)(?:/>|>(.*?)</c>)', re.S)
 _CELL_START = re.compile(rb"<c[\s>/]")
@@ -762,6 +776,24 @@ def _splitter(pattern: re.Pattern[bytes], what: str, empty: bool = False) -> Spl
 _split_rows = _splitter(_ROW, "row")
 _split_links = _splitter(_LINK, "hyperlink", empty=True)
 _split_rels = _splitter(_REL, "Relationship", empty=True)
+
+
+def _row_bounds(data: bytes, pos: int, end: int) -> tuple[list[int], list[int]] | None:
+    """Row numbers and offsets of sheetData's rows (``bounds[i]`` to ``bounds[i + 1]``) when
+    they sit back to back as ``<row r="N" …>…</row>``, as Excel, openpyxl and this module
+    write them; None for anything else (``_rows_of`` then takes the careful way)."""
+    starts = [m.start() for m in _ROW_OPEN.finditer(data, pos, end)]
+    if not starts:
+        return ([], [end]) if not data[pos:end].strip() else None
+    if starts[0] != pos or data.count(b"<row ", pos, end) != len(starts):
+        return None
+    bounds = [*starts, end]
+    if any(data[b - 6 : b] != b"</row>" for b in bounds[1:]):
+        return None  # whitespace between rows, or <row …/>
+    keys = [int(data[s + 8 : data.index(b'"', s + 8)]) for s in starts]
+    if any(a >= b for a, b in itertools.pairwise(keys)):
+        raise Unsupported("rows out of order")
+    return keys, bounds
 
 
 def _rows_of(body: bytes) -> tuple[list[int], list[bytes]]:
@@ -1166,6 +1198,7 @@ class CallsPatch:
         folder, base = posixpath.split(target)
         self.rels_part = posixpath.join(folder, "_rels", base + ".rels")
         self._parse_sheet(data, lambda wanted: _shared_strings(zf, pkg, sst_part, wanted), lang)
+        del data  # the decompressed part: tens of MB, not needed any more
         styles = read(self.styles_part) if self.styles_part else None
         if styles is None:
             raise Unsupported("no styles part")
@@ -1213,18 +1246,31 @@ class CallsPatch:
         stop = data.find(b"</sheetData>", start.end())
         if stop < 0:
             raise Unsupported("no </sheetData>")
-        body = data[start.end() : stop]
+        pos = start.end()
         for marker in (b"<!--", b"<![CDATA[", b"<?"):
-            if marker in body:
+            if data.find(marker, pos, stop) >= 0:
                 raise Unsupported("comments, CDATA or processing instructions in sheetData")
-        if body.count(b"<c ") != body.count(b'<c r="') or re.search(rb"<c[>/\t\r\n]", body):
+        if data.count(b"<c ", pos, stop) != data.count(b'<c r="', pos, stop) or re.compile(
+            rb"<c[>/\t\r\n]"
+        ).search(data, pos, stop):
             raise Unsupported("cells without a leading reference")
-        keys, items = _rows_of(body)
-        self.head.data = data[: start.end()]
-        self._find_header(keys, items, strings, lang)
-        self._index(body, keys, items, strings)
-        self.rows.load(keys, items)
+        self.head.data = data[:pos]
         self._split_tail(data[stop:])
+        found = _row_bounds(data, pos, stop)
+        if found is not None:  # the usual case: rows packed straight from the part
+            keys, bounds = found
+            top = sum(1 for k in keys if k <= HEADER_SCAN_ROWS)
+            self._find_header(keys[:top], [data[bounds[i] : bounds[i + 1]] for i in
+                                            range(top)], strings, lang)  # fmt: skip
+            self._index(data, pos, stop, keys, lambda i: data[bounds[i] : bounds[i + 1]],
+                        strings)  # fmt: skip
+            self.rows.load_packed(keys, data, bounds, self.level)
+            return
+        body = data[pos:stop]
+        keys, items = _rows_of(body)
+        self._find_header(keys, items, strings, lang)
+        self._index(body, 0, len(body), keys, items.__getitem__, strings)
+        self.rows.load(keys, items)
 
     def _find_header(
         self, keys: list[int], items: list[bytes], strings: Strings, lang: str | None
@@ -1269,19 +1315,21 @@ class CallsPatch:
             self.lang = lang or current_lang()
         self.header_row = header
 
-    def _index(self, body: bytes, keys: list[int], items: list[bytes], strings: Strings) -> None:
-        """Call ID → row (the first row wins over a copy) and the last used row."""
+    def _index(self, data: bytes, pos: int, end: int, keys: list[int],
+               row_at: Callable[[int], bytes], strings: Strings) -> None:  # fmt: skip
+        """Call ID → row (the first row wins over a copy) and the last used row, from the
+        rows in ``data[pos:end]`` (``row_at(i)``: the i-th row's XML)."""
         last = self.header_row
-        for n, row in zip(reversed(keys), reversed(items), strict=True):
-            if n <= self.header_row:
+        for i in range(len(keys) - 1, -1, -1):
+            if keys[i] <= self.header_row:
                 break
-            if _HAS_VALUE.search(row):
-                last = n  # anything the user wrote below counts: never overwrite it
+            if _HAS_VALUE.search(row_at(i)):
+                last = keys[i]  # anything the user wrote below counts: never overwrite it
                 break
         letters = get_column_letter(self.cols["call_id"]).encode()
         cell = re.compile(rb'<c r="%s([0-9]+)"([^>]*?)(?:/>|>(.*?)</c>)' % letters, re.S)
         ids: list[tuple[int, str, object]] = []
-        for n_raw, cattrs, inner in cell.findall(body):
+        for n_raw, cattrs, inner in cell.findall(data, pos, end):
             n = int(n_raw)
             if n <= self.header_row or not inner:
                 continue
