@@ -106,8 +106,8 @@ def _phones(path: Path, limit: int = 200_000) -> list[str]:
 # Diagnostic variants of the agent, run as ``python -c PREAMBLE + _RUN run …``:
 #
 # * "no-dashboard": without the Dashboard rebuild, which loads and saves the whole book
-#   through openpyxl (163 s and 2.4 GB at 1 M contacts): the call path alone;
-# * "bg-checkpoint": also the journal's WAL checkpoints moved off the event path (auto-
+#   through openpyxl (the agent does it only for books up to 3 MB, in a thread of its own);
+# * "bg-checkpoint": the journal's WAL checkpoints moved off the event path (auto-
 #   checkpoint off, a second connection checkpoints PASSIVE once a second in a thread):
 #   the change proposed for journal.py, measured before anyone makes it.
 _NO_DASHBOARD = (
@@ -136,8 +136,8 @@ _RUN = "import sys\nfrom pz_excel.cli import main\nsys.exit(main(sys.argv[1:]))\
 VARIANTS = {
     "shipped": ("agent as shipped", None),
     "no-dashboard": ("agent without the Dashboard rebuild", _NO_DASHBOARD),
-    "bg-checkpoint": ("without the Dashboard rebuild + journal checkpoints in the background "
-                      "(proposed)", _NO_DASHBOARD + _BG_CHECKPOINT),
+    "bg-checkpoint": ("as shipped + journal checkpoints in a background thread (proposed)",
+                      _BG_CHECKPOINT),
 }  # fmt: skip
 
 
@@ -513,7 +513,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
     results: dict[str, Any] = {"benchmark": "agent", "quick": quick}
     with tempfile.TemporaryDirectory(prefix="pz-bench-agent-") as tmp:
         folder = Path(tmp)
-        e2e_variants = ["shipped"] if quick else ["no-dashboard", "bg-checkpoint", "shipped"]
+        e2e_variants = ["shipped"] if quick else ["shipped", "bg-checkpoint"]
         for variant in e2e_variants:
             try:
                 e2e = bench_transfers(contacts, phases, 50 if quick else 300, folder,
@@ -564,7 +564,8 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
     targets["contacts_not_reread_after_our_save"] = not reread["reread_after_our_save"]
     for key in ("memory_no-dashboard", "memory_shipped"):
         if key in results:
-            targets[f"{key}_rss_flat"] = abs(results[key]["mb_per_10k_calls_second_half"]) < 5
+            # flat: under 5 MB more per 10 k calls once warm (a drop is fine)
+            targets[f"{key}_rss_flat"] = results[key]["mb_per_10k_calls_second_half"] < 5
     out("Targets: " + ", ".join(f"{k} {'OK' if v else 'MISSED'}" for k, v in targets.items()))
     results["targets"] = targets
     return results
