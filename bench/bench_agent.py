@@ -107,9 +107,11 @@ def _phones(path: Path, limit: int = 200_000) -> list[str]:
 #
 # * "no-dashboard": without the Dashboard rebuild, which loads and saves the whole book
 #   through openpyxl (the agent does it only for books up to 3 MB, in a thread of its own);
-# * "bg-checkpoint": the journal's WAL checkpoints moved off the event path (auto-
-#   checkpoint off, a second connection checkpoints PASSIVE once a second in a thread):
-#   the change proposed for journal.py, measured before anyone makes it.
+# * "proposed": two changes proposed to the owners of journal.py and contacts.py, measured
+#   before anyone makes them: the journal's WAL checkpoints moved off the event path
+#   (auto-checkpoint off, a second connection checkpoints PASSIVE once a second in a
+#   thread), and ``gc.collect(); gc.freeze()`` once a contacts index is built, so the
+#   collector stops walking a million long-lived records (a full pass: ~1.6 s at 1 M).
 _NO_DASHBOARD = (
     "from pz_excel.agent import Agent\n"
     "Agent.refresh_dashboard = lambda self, force=False: False\n"
@@ -132,12 +134,22 @@ _BG_CHECKPOINT = (
     "    threading.Thread(target=_checkpoints, args=(self.path,), daemon=True).start()\n"
     "_j.Journal.__init__ = _patched\n"
 )
+_GC_FREEZE = (
+    "import gc\n"
+    "from pz_excel import contacts as _c\n"
+    "_watch = _c.ContactsWatcher.__init__\n"
+    "def _frozen(self, *a, **k):\n"
+    "    _watch(self, *a, **k)\n"
+    "    gc.collect()\n"
+    "    gc.freeze()\n"
+    "_c.ContactsWatcher.__init__ = _frozen\n"
+)
 _RUN = "import sys\nfrom pz_excel.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 VARIANTS = {
     "shipped": ("agent as shipped", None),
     "no-dashboard": ("agent without the Dashboard rebuild", _NO_DASHBOARD),
-    "bg-checkpoint": ("as shipped + journal checkpoints in a background thread (proposed)",
-                      _BG_CHECKPOINT),
+    "proposed": ("as shipped + background WAL checkpoints + gc.freeze() after the index "
+                 "(proposed)", _BG_CHECKPOINT + _GC_FREEZE),
 }  # fmt: skip
 
 
@@ -464,7 +476,9 @@ def bench_reread(contacts: int, folder: Path) -> dict:
         t0 = time.perf_counter()
         book.write_calls([CallRow("777", "incoming", "ringing", "79120000001")])
         result["calls_save_s"] = time.perf_counter() - t0
-        _wait(lambda: watcher.skipped > before[1] or watcher.reloads > before[0], 10,
+        # after a big re-read the watcher rests for twice its build time before polling
+        rest = 2 * result["edit_to_new_index_s"] + 10
+        _wait(lambda: watcher.skipped > before[1] or watcher.reloads > before[0], rest,
               "the watcher to look at our save")  # fmt: skip
         result["reread_after_our_save"] = watcher.reloads > before[0]
     finally:
@@ -513,7 +527,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
     results: dict[str, Any] = {"benchmark": "agent", "quick": quick}
     with tempfile.TemporaryDirectory(prefix="pz-bench-agent-") as tmp:
         folder = Path(tmp)
-        e2e_variants = ["shipped"] if quick else ["shipped", "bg-checkpoint"]
+        e2e_variants = ["shipped"] if quick else ["shipped", "proposed"]
         for variant in e2e_variants:
             try:
                 e2e = bench_transfers(contacts, phases, 50 if quick else 300, folder,
@@ -526,23 +540,34 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
             _print_transfers(e2e, VARIANTS[variant][0], out)
             out("")
 
-        reread = bench_reread(10_000 if quick else 1_000_000, folder)
+        try:
+            reread = bench_reread(10_000 if quick else 1_000_000, folder)
+        except Exception as exc:  # noqa: BLE001 - the memory run still goes ahead
+            results["error_reread"] = f"{type(exc).__name__}: {exc}"
+            out(f"contacts re-read: FAILED {type(exc).__name__}: {exc}")
+            reread = {}
         results["reread"] = reread
-        dur = reread["decide_during_reread"]
-        out(f"Contacts re-read ({reread['contacts']:,} contacts): first load "
-            f"{reread['first_load_s']:.1f} s; one phone edited on disk → new index in use after "
-            f"{reread['edit_to_new_index_s']:.1f} s (poll 0.5 s + settle 0.2 s + build); "
-            f"sees the edit: {reread['sees_the_edit']}")
-        out(f"  decisions meanwhile: {dur['samples']:,}, p50 {dur['p50_s'] * 1e6:.0f} µs, "
-            f"p99 {dur['p99_s'] * 1e6:.0f} µs, max {dur['max_s'] * 1e3:.1f} ms; our own Calls "
-            f"save ({reread['calls_save_s'] * 1e3:.0f} ms) made it re-read: "
-            f"{reread['reread_after_our_save']}")
+        dur = reread.get("decide_during_reread")
+        if dur is not None:
+            out(f"Contacts re-read ({reread['contacts']:,} contacts): first load "
+                f"{reread['first_load_s']:.1f} s; one phone edited on disk → new index in use "
+                f"after {reread['edit_to_new_index_s']:.1f} s (poll 0.5 s + settle 0.2 s + build); "
+                f"sees the edit: {reread['sees_the_edit']}")
+            out(f"  decisions meanwhile: {dur['samples']:,}, p50 {dur['p50_s'] * 1e6:.0f} µs, "
+                f"p99 {dur['p99_s'] * 1e6:.0f} µs, max {dur['max_s'] * 1e3:.1f} ms; our own Calls "
+                f"save ({reread['calls_save_s'] * 1e3:.0f} ms) made it re-read: "
+                f"{reread['reread_after_our_save']}")
         out("")
 
         for variant in ["shipped"] if quick else ["no-dashboard", "shipped"]:
-            memory = bench_memory(10_000 if quick else 100_000, folder, variant=variant,
-                                  rate=2000.0 if quick else 1000.0,
-                                  settle=3.0 if quick else 10.0)  # fmt: skip
+            try:
+                memory = bench_memory(10_000 if quick else 100_000, folder, variant=variant,
+                                      rate=2000.0 if quick else 1000.0,
+                                      settle=3.0 if quick else 10.0)  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - the other variant still runs
+                results[f"error_memory_{variant}"] = f"{type(exc).__name__}: {exc}"
+                out(f"memory ({variant}): FAILED {type(exc).__name__}: {exc}")
+                continue
             results[f"memory_{variant}"] = memory
             _print_memory(memory, VARIANTS[variant][0], out)
         out("")
@@ -552,7 +577,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
         return next((p for p in e2e["transfers"] if p["rate"] == 50), None) if e2e else None
 
     targets: dict[str, bool] = {}
-    for key in ("e2e_shipped", "e2e_no-dashboard", "e2e_bg-checkpoint"):
+    for key in ("e2e_shipped", "e2e_no-dashboard", "e2e_proposed"):
         p50 = at_50(key)
         if p50 is not None:
             targets[f"{key}_p99_under_5ms_at_50rps"] = p50["p99_s"] < TARGET_E2E_P99_S
@@ -561,7 +586,10 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
         for p in v.get("transfers", ()))  # fmt: skip
     targets["no_failed_api_calls"] = all(
         v["api_call"]["failed"] == 0 for k, v in results.items() if k.startswith("e2e_"))
-    targets["contacts_not_reread_after_our_save"] = not reread["reread_after_our_save"]
+    if "reread_after_our_save" in reread:
+        targets["contacts_not_reread_after_our_save"] = not reread["reread_after_our_save"]
+    for key in (k for k in results if k.startswith("error_")):
+        targets[key.removeprefix("error_") + "_ran"] = False
     for key in ("memory_no-dashboard", "memory_shipped"):
         if key in results:
             # flat: under 5 MB more per 10 k calls once warm (a drop is fine)
