@@ -67,9 +67,6 @@ MAX_SMALL_PART_BYTES = 16 << 20
 MAX_ROW_BYTES = 64 << 20
 _CHUNK_BYTES = 4 << 20
 _HEAD_BYTES = 64 << 10
-#: Owners and companies are shared strings up to this many distinct values, further on
-#: only while most values repeat.
-_INTERN_LIMIT = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +78,17 @@ class Contact:
     company: str
 
 
-#: How a contact is stored: a tuple ``(row, name, phone, owner, company)``, made in C by
-#: ``zip`` and smaller than any object, with the name as UTF-8 bytes (a Cyrillic name takes
-#: a third less than as a str; a str when it is shared with the book's string table anyway)
-#: and the phone key as an int (32 bytes instead of 60) unless a leading zero makes it an
-#: extension like ``0101``. That is ~60 MB less per million contacts. ``Contact`` objects
-#: are made on demand (a lookup, an iteration).
-Record = tuple
+#: How a contact is stored: one UTF-8 ``bytes``, ``row␟name␟phone␟owner␟company`` (␟ is
+#: U+001F, the unit separator; ``phone`` is the number's key, several joined by ", ").
+#: Bytes hold no references, so the cyclic garbage collector neither tracks nor walks
+#: them. As tuples, a million records cost every full collection 25–40 ms and the first
+#: collection after a build ~85 ms, paid by whichever thread allocated next: often the
+#: event thread, with a caller waiting. Packed they are also smaller (~100 bytes a
+#: contact). ``Contact`` objects are made on demand (a lookup, an iteration); the dict key
+#: is the phone key as an int (32 bytes instead of 60) unless a leading zero makes it an
+#: extension like ``0101``.
+Record = bytes
+_US = "\x1f"
 
 
 def _slot(key: str) -> int | str:
@@ -96,20 +97,33 @@ def _slot(key: str) -> int | str:
 
 
 def _contact(record: Record) -> Contact:
-    row, name, phone, owner, company = record
-    return Contact(
-        row,
-        name if type(name) is str else name.decode(),
-        phone if type(phone) is str else str(phone),
-        owner,
-        company,
-    )
+    row, name, phone, owner, company = record.decode().split(_US)
+    return Contact(int(row), name, phone, owner, company)
 
 
-def _encode_all(texts: list[str]) -> list[bytes]:
-    """UTF-8 of many strings in one C call (cell text never holds a NUL)."""
-    parts = "\x00".join(texts).encode().split(b"\x00")
+def _record_row(record: Record) -> int:
+    return int(record[: record.index(b"\x1f")])
+
+
+def _pack(
+    rows: Iterable[int],
+    names: Iterable[str],
+    phones_: Iterable[str],
+    owners: Iterable[str],
+    companies: Iterable[str],
+) -> list[Record]:
+    """Records for aligned columns, in C: one join per contact, one UTF-8 encode in all."""
+    texts = list(map(_US.join, zip(map(str, rows), names, phones_, owners, companies, strict=True)))
+    parts = "\x00".join(texts).encode().split(b"\x00")  # cell text never holds a NUL
     return parts if len(parts) == len(texts) else [t.encode() for t in texts]
+
+
+def _no_separator(values: list[str]) -> list[str]:
+    """A unit separator inside a cell (only an ``_x001F_`` escape makes one) would split
+    its record wrongly: it becomes a space. Checked on the whole column in one C call."""
+    if _US not in "".join(values):
+        return values
+    return [v.replace(_US, " ") for v in values]
 
 
 class _ContactList(Sequence):  # type: ignore[type-arg]
@@ -117,7 +131,7 @@ class _ContactList(Sequence):  # type: ignore[type-arg]
 
     __slots__ = ("_records",)
 
-    def __init__(self, records: list[Record]):
+    def __init__(self, records: Sequence[Record]):
         self._records = records
 
     def __len__(self) -> int:
@@ -138,7 +152,7 @@ class ContactIndex:
     def __init__(
         self,
         by_key: dict[int | str, Record] | None = None,
-        records: list[Record] | None = None,
+        records: Sequence[Record] | None = None,
         managers: dict[str, str] | None = None,
         warnings: list[Text] | None = None,
         *,
@@ -148,7 +162,8 @@ class ContactIndex:
         build_seconds: float = 0.0,
     ):
         self._by_key = by_key or {}
-        self._records = records or []
+        # A tuple of bytes: the collector untracks it once and never walks it again.
+        self._records: tuple[Record, ...] = tuple(records or ())
         self.managers: dict[str, str] = managers or {}  # name_key(owner) -> extension
         self.warnings: list[Text] = warnings or []
         self.source = source
@@ -379,27 +394,8 @@ def _texts(values: Sequence[object]) -> list[str]:
     return out
 
 
-class _Shared:
-    """One string object per distinct value of a column that repeats (owners, companies):
-    ~100 bytes a contact saved. Gives up when the values turn out mostly distinct."""
-
-    def __init__(self) -> None:
-        self.cache: dict[str, str] | None = {}
-        self.seen = 0
-
-    def __call__(self, values: list[str]) -> list[str]:
-        cache = self.cache
-        if cache is None:
-            return values
-        out = [cache.setdefault(v, v) for v in values]
-        self.seen += len(values)
-        if len(cache) > _INTERN_LIMIT and len(cache) * 2 > self.seen:
-            self.cache = None  # mostly distinct: the cache would cost more than it saves
-        return out
-
-
 class _ContactsBuilder:
-    """Turns columns of cell values into the phone-key dict of record tuples."""
+    """Turns columns of cell values into the phone-key dict of packed records."""
 
     def __init__(self, title: str, phone_letters: str, warnings: _Warnings):
         self.title = title
@@ -407,10 +403,6 @@ class _ContactsBuilder:
         self.warnings = warnings
         self.by_key: dict[int | str, Record] = {}
         self.records: list[Record] = []
-        # Owners and companies repeat: one string object per distinct value saves ~100
-        # bytes a contact. Bounded, in case a column is all distinct after all.
-        self._owners = _Shared()
-        self._companies = _Shared()
 
     def add_columns(
         self,
@@ -419,17 +411,12 @@ class _ContactsBuilder:
         phone_values: Sequence[object],
         owners: Sequence[object],
         companies: Sequence[object],
-        *,
-        pack_names: bool = True,
     ) -> None:
-        """Aligned columns of one batch of sheet rows. Rows without a phone are skipped.
-        ``pack_names=False`` keeps names as the str objects given (shared strings)."""
+        """Aligned columns of one batch of sheet rows. Rows without a phone are skipped."""
         keys = phones.normalize_many(phone_values)
-        names = _texts(names)
-        if pack_names:
-            names = _encode_all(names)  # type: ignore[assignment]
-        owners = self._owners(_texts(owners))
-        companies = self._companies(_texts(companies))
+        names = _no_separator(_texts(names))
+        owners = _no_separator(_texts(owners))
+        companies = _no_separator(_texts(companies))
         if None in keys:
             if any(
                 keys[i] is None and v is not None and v != "" for i, v in enumerate(phone_values)
@@ -443,7 +430,7 @@ class _ContactsBuilder:
             )
         # The bulk path, all in C but one comprehension: a million rows in about a second.
         slots = [k if k[0] == "0" else int(k) for k in keys]  # type: ignore[index]
-        records = list(zip(rows, names, slots, owners, companies, strict=True))
+        records = _pack(rows, names, keys, owners, companies)  # type: ignore[arg-type]
         # Reversed, so that the first row of a number wins, as in the row-by-row path.
         batch = dict(zip(reversed(slots), reversed(records), strict=True))
         clash = batch.keys() & self.by_key.keys()  # numbers already in earlier rows
@@ -461,7 +448,7 @@ class _ContactsBuilder:
         self,
         rows: Sequence[int],
         keys: list[str | None],
-        names: list[bytes] | list[str],
+        names: list[str],
         phone_values: Sequence[object],
         owners: list[str],
         companies: list[str],
@@ -477,14 +464,14 @@ class _ContactsBuilder:
                 several = self._several(row, phone)
                 if not several:
                     continue
-                record = (row, name, ", ".join(several), owner, company)
+                record = _pack([row], [name], [", ".join(several)], [owner], [company])[0]
                 for more in several:
                     first = setdefault(_slot(more), record)
                     if first is not record:
                         self._duplicate(first, record, more)
             else:
                 slot = _slot(key)
-                record = (row, name, slot, owner, company)
+                record = _pack([row], [name], [key], [owner], [company])[0]
                 first = setdefault(slot, record)
                 if first is not record:
                     self._duplicate(first, record, key)
@@ -511,9 +498,9 @@ class _ContactsBuilder:
         return keys
 
     def _duplicate(self, earlier: Record, record: Record, key: str) -> None:
-        if earlier[0] == record[0]:
+        if _record_row(earlier) == _record_row(record):
             return
-        ref = f"{self.title}!{self.phone_letters}{record[0]}"
+        ref = f"{self.title}!{self.phone_letters}{_record_row(record)}"
         number = phones.display(key)
         first = _contact(earlier)
         self.warnings.add(
@@ -1225,9 +1212,8 @@ def _resolve(kinds: Sequence[str], raws: Sequence[str], sst: list[str]) -> list[
 
 def _contact_columns(
     book: _Book, part: str, plan: _Plan
-) -> Iterator[tuple[list[int], list[list[object]], bool]]:
-    """Per chunk: row numbers below the header, the four field columns, and whether the
-    names came from the shared-string table (then they stay str: shared, no copy)."""
+) -> Iterator[tuple[list[int], list[list[object]]]]:
+    """Per chunk: row numbers below the header and the four field columns."""
     sst = book.shared_strings()
     for text, frame in book.chunks(part, "sheetData", "row"):
         rows = plan.rows(book, text, frame, part)
@@ -1237,12 +1223,9 @@ def _contact_columns(
             continue
         cols = list(zip(*rows, strict=True))  # transposed in C
         fields: list[list[object]] = [[None] * len(rows) for _ in _FIELDS]
-        shared_names = False
         for j, pos in enumerate(plan.positions):
             fields[pos] = _resolve(cols[1 + 2 * j], cols[2 + 2 * j], sst)
-            if pos == 0:
-                shared_names = set(cols[1 + 2 * j]) == {"s"}
-        yield list(map(int, cols[0])), fields, shared_names
+        yield list(map(int, cols[0])), fields
 
 
 @_without_gc
@@ -1275,8 +1258,8 @@ def load_index(path: Path | str) -> ContactIndex:
         )
         warnings = _Warnings()
         builder = _ContactsBuilder(title, col_letters(cols["phone"]), warnings)
-        for rows, fields, shared_names in _contact_columns(book, part, _Plan(cols, header)):
-            builder.add_columns(rows, *fields, pack_names=not shared_names)
+        for rows, fields in _contact_columns(book, part, _Plan(cols, header)):
+            builder.add_columns(rows, *fields)
         found_managers = book.find_sheet(MANAGERS)
         manager_rows = _all_rows(book, found_managers[1]) if found_managers else []
         if manager_rows:

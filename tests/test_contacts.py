@@ -602,3 +602,38 @@ def test_watcher_refuses_a_bad_book_at_start_and_reports_a_deleted_one(tmp_path,
         assert watcher.refresh() is not None
     finally:
         watcher.stop()
+
+
+# ---------------------------------------------------------------------- memory layout
+
+
+def test_records_are_invisible_to_the_cyclic_collector(tmp_path):
+    """A million contacts must not be walked by every garbage collection (the event
+    thread pays for it): records are packed bytes, and the record store is untracked."""
+    import gc
+
+    path = write_contacts_fast(tmp_path / "big.xlsx", 3000, managers=MANAGERS)
+    index = load_index(path)
+    records = index._records
+    assert len(records) == 3000
+    assert not any(gc.is_tracked(r) for r in records)  # tracked from birth as tuples
+    assert not gc.is_tracked(index._by_key)
+    gc.collect()
+    assert not gc.is_tracked(records)
+    contact = index.contacts[2999]
+    assert index.lookup(contact.phone) == contact
+
+
+def test_separator_inside_a_cell_does_not_split_the_record(tmp_path):
+    # "_x001F_" is how OOXML escapes U+001F, the character records are joined with.
+    rows = [["Name", "Phone", "Owner", "Company"],
+            ["A_x001F_B", "79120000011", "101", "C_x001F_D"]]  # fmt: skip
+    path = write_book(tmp_path / "sep.xlsx", {"Contacts": rows, "Managers": [
+        ["Owner", "Extension"], *MANAGERS]})  # fmt: skip
+    contact = load_index(path).lookup("79120000011")
+    assert contact is not None
+    assert (contact.phone, contact.owner) == ("79120000011", "101")
+    assert (contact.name, contact.company) == ("A B", "C D")
+    rows[1][3] = "C\x1fD"  # the live backend hands over cell values as they are
+    built = build_index(rows).lookup("79120000011")
+    assert built is not None and built.owner == "101" and "\x1f" not in built.company
