@@ -276,7 +276,6 @@ class Agent:
             "at": datetime.now().isoformat(timespec="seconds"),
         }
         if event.type == protocol.EventType.TRANSFER_REQUEST:
-            journal.record_event(event)  # stored before it is acted on
             self._answer_transfer(event)
             return
         # One transaction: the event and the call row it changes can never disagree.
@@ -288,22 +287,29 @@ class Agent:
 
     def _answer_transfer(self, event: protocol.Event) -> None:
         assert self.journal is not None and self.client is not None
-        decision = decide(
-            event.call_id,
-            event.from_,
-            self.index,
-            fallback=self.config.fallback,
-            me=self.config.phone,
-        )
-        self.journal.record(
-            "decision",
-            {
-                "caller": decision.caller,
-                "to": decision.to,
-                "rule": decision.rule,
-                "reason": decision.reason.en,
-            },
-            call_id=event.call_id,
+        try:
+            decision = decide(
+                event.call_id,
+                event.from_,
+                self.index,
+                fallback=self.config.fallback,
+                me=self.config.phone,
+            )
+        except BaseException:
+            self.journal.record_event(event)  # stored even when deciding failed
+            raise
+        # The request and the decision are stored (one commit) before the answer is sent.
+        self.journal.record_event(
+            event,
+            then=(
+                "decision",
+                {
+                    "caller": decision.caller,
+                    "to": decision.to,
+                    "rule": decision.rule,
+                    "reason": decision.reason.en,
+                },
+            ),
         )
         future = self.client.transfer_async(event.call_id, decision.to)
         log.info(

@@ -18,6 +18,11 @@ consistent either way). That trade buys ~8x the event rate on a fast disk and fa
 Windows, where each fsync costs milliseconds; on a desktop that loses power Excel loses
 its unsaved work too. ``Journal(path, synchronous="FULL")`` fsyncs every commit.
 
+Checkpoints (copying the WAL into the database file, with an fsync) run in a thread of
+their own, never inside a commit: SQLite's automatic checkpoint runs in the COMMIT that
+crosses 1000 WAL pages, so every few hundred events a caller waiting for a transfer would
+have waited for a checkpoint too.
+
 Thread-safe: one connection guarded by a lock (SQLite serialises writers anyway); other
 processes may read the file at the same time (WAL).
 """
@@ -44,6 +49,12 @@ Normalizer = Callable[[str], str | None]
 Mapper = Callable[[CallRow | None, Event], CallRow | None]
 
 SCHEMA_VERSION = 1
+
+#: How often the background checkpointer copies the WAL into the database file.
+CHECKPOINT_INTERVAL = 1.0
+#: The commit path still checkpoints past this many WAL pages (~40 MB): a safety net for a
+#: checkpointer that cannot keep up (a reader holding an old snapshot), never the rule.
+COMMIT_CHECKPOINT_PAGES = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -172,15 +183,19 @@ class Journal:
             raise self._open_error(exc) from exc
         try:
             mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":  # e.g. some network shares
+            wal = str(mode).lower() == "wal"
+            if not wal:  # e.g. some network shares
                 log.warning("journal %s: WAL not available, using %s", self.path, mode)
             con.execute(f"PRAGMA synchronous={synchronous.upper()}")
             con.execute("PRAGMA busy_timeout=10000")
+            if wal:
+                con.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
             self._migrate(con)
         except sqlite3.DatabaseError as exc:
             con.close()
             raise self._open_error(exc) from exc
         self._con: sqlite3.Connection | None = con
+        self._checkpointer = _Checkpointer(self.path) if wal else None
 
     def _open_error(self, exc: Exception) -> UserError:
         return UserError(
@@ -222,6 +237,8 @@ class Journal:
         self.close()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             if self._con is None:
                 return
@@ -278,9 +295,33 @@ class Journal:
         )  # fmt: skip
         return int(cur.lastrowid or 0)
 
-    def record_event(self, event: Event, raw_frame: str | None = None) -> int:
-        """Append a received event (all attributes, unknown ones too); returns its seq."""
-        return self._write(lambda con: self._insert_event(con, event, raw_frame))
+    def record_event(
+        self,
+        event: Event,
+        raw_frame: str | None = None,
+        *,
+        then: tuple[str, dict] | None = None,
+    ) -> int:
+        """Append a received event (all attributes, unknown ones too); returns its seq.
+
+        ``then``: ``(kind, payload)`` of what we decided about it, stored in the same
+        transaction, right after it (a transfer request and its decision: one commit
+        while the caller waits, not two).
+        """
+        if then is None:
+            return self._write(lambda con: self._insert_event(con, event, raw_frame))
+        kind, payload = then
+        text = json.dumps(payload, ensure_ascii=False, default=str)
+
+        def insert(con: sqlite3.Connection) -> int:
+            seq = self._insert_event(con, event, raw_frame)
+            con.execute(
+                "INSERT INTO log(at, kind, call_id, payload) VALUES (?, ?, ?, ?)",
+                (time.time(), kind, event.call_id, text),
+            )
+            return seq
+
+        return self._write(insert)
 
     def record(self, kind: str, payload: dict | str, call_id: str = "") -> int:
         """Append what we did: a request, a response, a decision, a state change."""
@@ -565,3 +606,38 @@ class Journal:
                 pass
         return {"events": events, "calls": calls, "dirty": dirty, "path": str(self.path),
                 "size": size}  # fmt: skip
+
+
+class _Checkpointer:
+    """Copies the WAL into the database file every ``CHECKPOINT_INTERVAL`` seconds, from a
+    connection of its own, so that no commit ever waits for it. PASSIVE never blocks the
+    writer: frames it cannot copy yet wait for the next round."""
+
+    def __init__(self, path: Path, interval: float = CHECKPOINT_INTERVAL) -> None:
+        self.path = path
+        self.interval = interval
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pz-journal-checkpoint",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            con = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None,
+                                  check_same_thread=False)  # fmt: skip
+        except sqlite3.Error as exc:  # the commit path's safety net still checkpoints
+            log.warning("journal %s: no background checkpoints (%s)", self.path, exc)
+            return
+        try:
+            while not self._stopping.wait(self.interval):
+                try:
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # busy or gone: try again next round
+                    log.debug("journal %s: checkpoint skipped (%s)", self.path, exc)
+        finally:
+            con.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)

@@ -336,3 +336,30 @@ def test_ingest_rate(tmp_path, capsys):
         print(f"\n  journal: record_event {record_rate:,.0f}/s, apply_event {apply_rate:,.0f}/s")
     # generous floor: shared CI disks are slow; the figure above is what gets reported
     assert record_rate > 1000 and apply_rate > 500
+
+
+def test_a_transfer_request_and_its_decision_are_one_commit(journal):
+    event = ev(1, "77", from_="73430112233")
+    seq = journal.record_event(event, then=("decision", {"to": "101", "rule": "owner"}))
+    entries = journal.entries(call_id="77")
+    assert [(e["kind"], e["seq"]) for e in entries] == [("event", seq), ("decision", seq + 1)]
+    assert entries[1]["payload"] == {"to": "101", "rule": "owner"}
+
+
+def test_checkpoints_happen_off_the_commit_path(tmp_path):
+    """Commits never checkpoint (below the safety net); a thread of the journal's own
+    copies the WAL into the database file within a few seconds."""
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as j:
+        assert j._db().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+        start = path.stat().st_size
+        for i in range(2000):  # ~6000 WAL frames, ~150 pages of data
+            j.record("request", {"n": i, "pad": "x" * 200})
+        wal = path.with_name(path.name + "-wal")
+        assert wal.stat().st_size > 1000 * 4096  # past SQLite's default: it did not checkpoint
+        wait_until(lambda: path.stat().st_size > start + 100 * 4096, timeout=10,
+                   what="the background checkpoint to fill the database file")  # fmt: skip
+        assert len(j.entries(kind="request")) == 2000
+        checkpointer = j._checkpointer
+        assert checkpointer is not None
+    assert not checkpointer._thread.is_alive()  # stopped with the journal
