@@ -8,6 +8,7 @@ at any point loses nothing that was received, and a restart writes what was pend
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -155,6 +156,7 @@ class Agent:
         self.watcher = ContactsWatcher(cfg.workbook, on_reload=self._on_contacts_reload)
         self.mapper = CallMapper(lookup=self._lookup_contact, lang=self._lang())
         self.book = self._open_book()
+        self._prepare_book()
         self.client = ConnectorClient(
             cfg.settings,
             tls=cfg.tls,
@@ -226,6 +228,23 @@ class Agent:
             return self._book_factory()
         path = self.config.workbook
         return SwitchingBook(path, lambda: FileBook(path))
+
+    def _prepare_book(self) -> None:
+        """A missing Calls sheet is added now, before we connect: on a big book that is the
+        one slow (openpyxl) save, and no caller should wait behind it."""
+        prepare = getattr(self.book, "prepare", None)
+        if prepare is None:
+            return
+        try:
+            prepare()
+        except BookLocked as exc:  # the writer retries; rows wait in the journal
+            log.warning("%s", exc.text if hasattr(exc, "text") else exc)
+        except UserError:
+            raise  # wrong columns in Calls: the user's to fix, said before connecting
+        except Exception:  # the writer tries again with the first rows
+            log.exception("preparing the Calls sheet failed; rows stay in the journal")
+        finally:
+            gc.collect()  # openpyxl's cyclic garbage goes now, not during a call
 
     @property
     def index(self) -> ContactIndex:

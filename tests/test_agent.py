@@ -291,6 +291,19 @@ def test_second_agent_for_same_extension_and_book_is_refused(agent, book, server
     assert "already running" in exc.value.text.en and str(os.getpid()) in exc.value.text.en
 
 
+def test_a_book_without_calls_gets_the_sheet_before_the_agent_connects(tmp_path, server):
+    from openpyxl import load_workbook
+
+    from .test_filebook import make_book as contacts_only
+
+    path = contacts_only(tmp_path / "own.xlsx")
+    a = start_agent(path, server)
+    try:
+        assert "Calls" in load_workbook(path, read_only=True).sheetnames
+    finally:
+        a.stop()
+
+
 def test_missing_workbook_is_a_user_error(tmp_path, server):
     with pytest.raises(UserError):
         Agent(AgentConfig(workbook=tmp_path / "nope.xlsx", server=server.url, phone="101")).start()

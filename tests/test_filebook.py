@@ -148,6 +148,20 @@ def test_missing_calls_sheet_is_created_in_the_books_language(tmp_path):
     assert ws.freeze_panes == "A2" and ws.cell(1, 1).font.b
 
 
+def test_ensure_calls_sheet_saves_a_new_sheet_once_and_leaves_a_present_one(tmp_path):
+    path = make_book(tmp_path / "crm.xlsx")  # Contacts only
+    book = FileBook(path)
+    assert book.ensure_calls_sheet() is True
+    head, rows = sheet_rows(path, "Calls")
+    assert head == headers("en") and rows == {}
+    stamp = path.stat().st_mtime_ns
+    assert book.ensure_calls_sheet() is False
+    assert FileBook(path).ensure_calls_sheet() is False
+    assert path.stat().st_mtime_ns == stamp  # nothing saved when the sheet is there
+    book.write_calls([call("1")])  # and rows go in as usual
+    assert set(sheet_rows(path, "Calls")[1]) == {"1"}
+
+
 def test_missing_required_header_names_it(tmp_path):
     cols = [h for h in headers("en") if h != "Client phone"]
     path = make_book(tmp_path / "crm.xlsx", calls_columns=cols)

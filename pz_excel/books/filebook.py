@@ -240,6 +240,7 @@ class FileBook:
         self._patch: CallsPatch | None = None  # the zip-level model, when that path is on
         self._fast_refusals = 0
         self._stamp: Stamp | None = None
+        self._new_sheet = False  # the Calls sheet in memory is ours, not saved yet
         self._clean_stale_temps()
         try:  # read now: a workbook without the right columns is a start-up error
             self._load()
@@ -288,6 +289,30 @@ class FileBook:
                 )
             )
 
+    def ensure_calls_sheet(self) -> bool:
+        """Save a new Calls sheet now if the book has none; True if it did.
+
+        Only openpyxl can add a sheet, and on a big book that means reading and writing
+        all of it (a minute and a million objects for 1 M contacts). The agent calls this
+        at start-up, before it connects, so no caller waits behind it; from then on every
+        batch takes the zip-level writer.
+        """
+        with self._lock:
+            if self._stale():
+                self._load()
+            if self._wb is None or not self._new_sheet:
+                return False
+            started = time.monotonic()
+            try:
+                self._save()
+            finally:
+                self._forget()  # the next batch is read by the zip-level writer
+            log.info("%s", Text(
+                f"{self.path.name}: Calls sheet added ({time.monotonic() - started:.1f} s)",
+                f"{self.path.name}: лист «Звонки» добавлен ({time.monotonic() - started:.1f} с)",
+            ))  # fmt: skip
+            return True
+
     def existing_call_ids(self) -> set[str]:
         with self._lock:
             if self._stale():
@@ -331,6 +356,7 @@ class FileBook:
         self._sheet = None
         self._patch = None
         self._stamp = None
+        self._new_sheet = False
 
     def _check_locks(self) -> None:
         for lock, app in lock_files(self.path):
@@ -441,6 +467,7 @@ class FileBook:
             lang = self._workbook_lang(wb)
             if ws is None:
                 ws = wb.create_sheet(CALLS.title(lang))
+            self._new_sheet = True
             return self._init_sheet(ws, lang)
         return self._read_sheet(ws)
 

@@ -106,6 +106,12 @@ class SwitchingBook:
     def existing_call_ids(self) -> set[str]:
         return self._current().existing_call_ids()
 
+    def prepare(self) -> None:
+        """At start-up: give the file its Calls sheet now, unless Excel has the book."""
+        book = self._current()
+        if book is not self._live:
+            book.ensure_calls_sheet()
+
     def screen_pop(self, text: str, contact_row: int | None) -> None:
         """Highlight the caller's Contacts row and show ``text`` in Excel's status bar."""
         if self._live is None:
