@@ -405,7 +405,8 @@ class Agent:
     def refresh_dashboard(self, force: bool = False) -> bool:
         """Rebuild the Dashboard sheet in the file from the journal (last 30 days).
 
-        It rewrites the whole workbook through openpyxl, so it runs rarely and never in the
+        It rewrites the whole workbook through openpyxl, in a child process (so the event
+        thread never waits for its interpreter lock or its garbage), rarely and never in the
         writer's way: only for books up to ``DASHBOARD_MAX_BYTES`` (bigger ones would take
         tens of seconds), when calls changed, at most every ``dashboard_interval`` seconds
         (stretched to 20× its own cost), never while the book is open in Excel or locked.
@@ -428,9 +429,16 @@ class Agent:
         started = time.monotonic()
         try:
             done = dashboard.refresh_file(
-                self.config.workbook, rows, lang=self._lang(), commit_lock=self._book_io
+                self.config.workbook,
+                rows,
+                lang=self._lang(),
+                commit_lock=self._book_io,
+                in_child=True,
             )
         except BookLocked:
+            done = False
+        except dashboard.DashboardFailed as exc:
+            log.warning("the Dashboard sheet could not be rebuilt: %s", exc)
             done = False
         except Exception:
             log.exception("the Dashboard sheet could not be rebuilt")

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
+import subprocess
+import sys
 from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -369,6 +372,10 @@ def write_dashboard(wb: Workbook, rows: Iterable[CallRow], *, lang: str, today: 
         ws.column_dimensions[get_column_letter(col)].width = width
 
 
+#: A rebuild in the child process is given up after this long (the next run retries).
+CHILD_TIMEOUT = 600.0
+
+
 def refresh_file(
     path: Path,
     rows: Iterable[CallRow],
@@ -376,15 +383,19 @@ def refresh_file(
     lang: str,
     today: date | None = None,
     commit_lock: AbstractContextManager[object] | None = None,
+    in_child: bool = False,
 ) -> bool:
     """Rebuild the Dashboard sheet of the .xlsx at ``path``; atomic like every save of ours.
 
     Raises ``BookLocked`` when Excel or LibreOffice holds the book. Returns False (and
     changes nothing) if someone saved the file while we were building: the next run redoes
     it, so a user's edit is never overwritten.
-    """
-    from openpyxl import load_workbook
 
+    ``in_child``: load, rebuild and save in a child Python process (the agent's way).
+    openpyxl holds the interpreter lock for seconds and leaves a cyclic heap of the whole
+    book behind; in the agent's own process that stalls the thread answering transfer
+    requests and swells its memory for good.
+    """
     from .books import BookLocked
     from .books.filebook import _fsync_dir, _locked_text, lock_files
 
@@ -393,13 +404,13 @@ def refresh_file(
     if locks:
         raise BookLocked(_locked_text(path, *locks[0]), str(locks[0][0]))
     before = path.stat()
-    wb = load_workbook(path)
-    write_dashboard(wb, rows, lang=lang, today=today or date.today())
     tmp = path.with_name(f".{path.name}.dashboard.tmp")
+    today = today or date.today()
     try:
-        wb.save(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
+        if in_child:
+            _build_in_child(path, list(rows), lang, today, tmp)
+        else:
+            _build(path, rows, lang, today, tmp)
         # The check and the rename are one step for the Calls writer (commit_lock): a
         # batch saved in between would otherwise be replaced by our older copy.
         with commit_lock if commit_lock is not None else nullcontext():
@@ -411,3 +422,44 @@ def refresh_file(
         return True
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _build(path: Path, rows: Iterable[CallRow], lang: str, today: date, tmp: Path) -> None:
+    """The book at ``path`` with a fresh Dashboard, saved (and fsynced) at ``tmp``."""
+    from openpyxl import load_workbook
+
+    macros = path.suffix.lower() in (".xlsm", ".xltm")  # an .xlsm keeps its VBA project
+    wb = load_workbook(path, keep_vba=macros, keep_links=True)
+    write_dashboard(wb, rows, lang=lang, today=today)
+    wb.save(tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+class DashboardFailed(RuntimeError):
+    """The child process could not rebuild the Dashboard (its last error line says why)."""
+
+
+def _build_in_child(path: Path, rows: list[CallRow], lang: str, today: date, tmp: Path) -> None:
+    # Our own child reads the job from its stdin: no file another user could swap.
+    job = pickle.dumps((str(path), rows, lang, today, str(tmp)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pz_excel.dashboard"],
+        input=job,
+        capture_output=True,
+        timeout=CHILD_TIMEOUT,
+        creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console flash
+    )
+    if proc.returncode != 0:
+        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise DashboardFailed(lines[-1] if lines else f"exit code {proc.returncode}")
+
+
+def _child_main() -> int:
+    path, rows, lang, today, tmp = pickle.loads(sys.stdin.buffer.read())
+    _build(Path(path), rows, lang, today, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

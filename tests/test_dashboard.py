@@ -218,3 +218,59 @@ def test_long_call_back_list_is_capped_with_a_note(monkeypatch):
     cells = _sheet_rows(wb["Dashboard"])
     assert cells[6][:2] == ["Waiting for a call back", 5]
     assert "… and 2 more" in [r[0] for r in cells]
+
+
+# ---------------------------------------------------------------------- refresh_file
+
+
+def _crm(path, vba: bytes | None = None):
+    wb = openpyxl.Workbook()
+    wb.active.title = "Contacts"
+    wb.active.append(["Name", "Phone", "Owner"])
+    wb.create_sheet("Calls")
+    wb.save(path)
+    if vba is not None:  # a stand-in VBA part: openpyxl only has to carry it through
+        with zipfile.ZipFile(path, "a") as z:
+            z.writestr("xl/vbaProject.bin", vba)
+    return path
+
+
+@pytest.mark.parametrize("in_child", [False, True])
+def test_refresh_file_in_process_and_in_a_child_give_the_same_sheet(tmp_path, rows, in_child):
+    path = _crm(tmp_path / "crm.xlsm", vba=b"\xd0\xcf\x11\xe0fake-vba")
+    assert dashboard.refresh_file(path, rows, lang="en", today=TODAY, in_child=in_child)
+    back = openpyxl.load_workbook(path)
+    assert back.sheetnames == ["Contacts", "Calls", "Dashboard"]
+    cells = _sheet_rows(back["Dashboard"])
+    assert cells[3][:5] == ["Today", 4, 3, 1, 1] and cells[5][:5] == ["Last 30 days", 10, 7, 3, 5]
+    with zipfile.ZipFile(path) as z:
+        assert z.read("xl/vbaProject.bin") == b"\xd0\xcf\x11\xe0fake-vba"  # macros kept
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_failing_child_is_a_clear_error_and_changes_nothing(tmp_path, rows):
+    path = tmp_path / "crm.xlsx"
+    path.write_bytes(b"PK\x03\x04 not really a workbook")
+    with pytest.raises(dashboard.DashboardFailed, match=r"\S"):
+        dashboard.refresh_file(path, rows, lang="en", today=TODAY, in_child=True)
+    assert path.read_bytes() == b"PK\x03\x04 not really a workbook"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_save_during_the_rebuild_wins(tmp_path, rows):
+    """Someone saves the book while the child builds: their copy stays, we retry later."""
+    path = _crm(tmp_path / "crm.xlsx")
+
+    class SaveOnEnter:  # the Calls writer's lock, entered right after the build
+        def __enter__(self):
+            wb = openpyxl.load_workbook(path)
+            wb["Calls"]["A1"] = "theirs"
+            wb.save(path)
+
+        def __exit__(self, *exc):
+            return False
+
+    assert not dashboard.refresh_file(path, rows, lang="en", today=TODAY,
+                                      commit_lock=SaveOnEnter(), in_child=True)  # fmt: skip
+    back = openpyxl.load_workbook(path)
+    assert back["Calls"]["A1"].value == "theirs" and "Dashboard" not in back.sheetnames
