@@ -410,7 +410,7 @@ class FileBook:
 
     def _load_patch(self) -> bool:
         """Read the book for the zip-level writer; False: use openpyxl (logged why)."""
-        from .xlsxpatch import CallsPatch, MissingColumns, Unsupported
+        from .xlsxpatch import CallsPatch, MissingColumns, NoCallsSheet, Unsupported
 
         for _attempt in range(SAVE_ATTEMPTS):
             before = self._stat()
@@ -424,6 +424,17 @@ class FileBook:
                 raise BookLocked(_denied_text(self.path, exc)) from exc
             except MissingColumns as exc:
                 raise self._missing_error(_Titled(exc.title), exc.missing) from None
+            except NoCallsSheet:
+                self._fast_refusals += 1
+                mb = self.path.stat().st_size / 2**20
+                log.info("%s", Text(
+                    f"{self.path.name} has no Calls sheet: adding it, a one-time save of the "
+                    f"whole book ({mb:.1f} MB; a minute or more for a very big book)…",
+                    f"в книге {self.path.name} нет листа «Звонки»: добавляем его — один раз "
+                    f"сохраняется вся книга ({mb:.1f} МБ; для очень большой книги — минута и "
+                    "больше)…",
+                ))  # fmt: skip
+                return False
             except Unsupported as exc:
                 self._fast_refusals += 1
                 log.info("%s: %s; this batch goes through openpyxl", self.path.name, exc)

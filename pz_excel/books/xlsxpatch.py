@@ -113,6 +113,10 @@ class Unsupported(Exception):
     """Something the zip-level writer does not handle: the openpyxl path does it."""
 
 
+class NoCallsSheet(Unsupported):
+    """The book has no Calls sheet yet: openpyxl adds it (once)."""
+
+
 class MissingColumns(Exception):
     """The Calls sheet lacks required headers (FileBook words the user error)."""
 
@@ -1188,7 +1192,7 @@ class CallsPatch:
                 self.title = sheet.get("name") or ""
                 break
         if target is None:
-            raise Unsupported("no Calls sheet yet")
+            raise NoCallsSheet("no Calls sheet yet")
         self.sheet_part = target
         self.styles_part = next((t for k, t in wb_rels.values() if k.endswith("/styles")), "")
         sst_part = next((t for k, t in wb_rels.values() if k.endswith("/sharedStrings")), None)
