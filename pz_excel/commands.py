@@ -74,36 +74,32 @@ def init_command(book: Path, lang: str | None, force: bool, server: str, phone: 
 
 def read_settings_sheet(book: Path) -> dict[str, str]:
     """Values of the Settings sheet (either language); {} if the sheet is absent."""
-    from openpyxl import load_workbook
-
+    from .contacts import read_small_sheet
     from .schema import SETTING_ROWS, SETTINGS, cell_text
 
     if not book.exists():
         return {}
     try:
-        wb = load_workbook(book, read_only=True, data_only=True)
+        rows = read_small_sheet(book, SETTINGS)
+    except UserError:
+        raise
     except Exception as exc:
         raise UserError(
             Text(f"cannot read workbook {book}: {exc}", f"не удалось прочитать книгу {book}: {exc}")
         ) from exc
-    try:
-        sheet = next((wb[n] for n in SETTINGS.names if n in wb.sheetnames), None)
-        if sheet is None:
-            return {}
-        labels = {
-            label.strip().casefold(): key for key, pair in SETTING_ROWS.items() for label in pair
-        }
-        labels.update({key: key for key in SETTING_ROWS})
-        out: dict[str, str] = {}
-        for row in sheet.iter_rows(min_row=1, max_row=200, max_col=2, values_only=True):
-            if not row or row[0] is None:
-                continue
-            key = labels.get(str(row[0]).strip().casefold())
-            if key and len(row) > 1 and row[1] is not None and str(row[1]).strip():
-                out[key] = cell_text(row[1])
-        return out
-    finally:
-        wb.close()
+    if rows is None:
+        return {}
+    labels = {label.strip().casefold(): key for key, pair in SETTING_ROWS.items() for label in pair}
+    labels.update({key: key for key in SETTING_ROWS})
+    out: dict[str, str] = {}
+    for _row, cells in rows:
+        first, second = cells.get(0), cells.get(1)  # columns A and B (0-based)
+        if first is None:
+            continue
+        key = labels.get(str(first).strip().casefold())
+        if key and second is not None and str(second).strip():
+            out[key] = cell_text(second)
+    return out
 
 
 def _tls_options(pin: str | None, legacy: bool, ca_file: str | None):

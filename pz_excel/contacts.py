@@ -1084,6 +1084,18 @@ def _all_rows(
     return rows
 
 
+def read_small_sheet(
+    path: Path | str, sheet: Sheet, limit: int = 200
+) -> list[tuple[int, dict[int, object]]] | None:
+    """The first ``limit`` non-empty rows of a small sheet (Settings) as ``(row, {column:
+    value})`` (columns 0-based), or None when the book has no such sheet. Streams like the contacts reader:
+    openpyxl, even read-only, would first load the whole shared-string table (half a minute
+    for a book of a million contacts). Raises ``UserError`` for a file that is not .xlsx."""
+    with _Book(Path(path)) as book:
+        found = book.find_sheet(sheet)
+        return None if found is None else _all_rows(book, found[1], limit)
+
+
 def _pieces(text: str, limit: int | None) -> list[str]:
     """A chunk split after a few rows when only ``limit`` rows are wanted (the header
     search needs a handful of rows, not 4 MB of them)."""

@@ -176,3 +176,19 @@ def test_write_contacts_fast_reads_back(tmp_path):
     index = load_index(path)
     assert len(index) == 500 and index.warnings == []
     assert set(index.managers.values()) == {"101", "102", "103"}
+
+
+def test_settings_sheet_typed_by_hand_numbers_and_russian_labels(tmp_path):
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Настройки"
+    for row in [["Параметр", "Значение"], ["  адрес сервера ", "ws://pbx:10150"],
+                ["Добавочный номер", 101], [None, "orphan"], ["unknown label", "x"]]:  # fmt: skip
+        ws.append(row)
+    wb.save(tmp_path / "ru.xlsx")
+    assert read_settings_sheet(tmp_path / "ru.xlsx") == {"server": "ws://pbx:10150", "phone": "101"}
+    (tmp_path / "bad.xlsx").write_bytes(b"not a zip")
+    with pytest.raises(UserError):
+        read_settings_sheet(tmp_path / "bad.xlsx")
