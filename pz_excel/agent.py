@@ -8,19 +8,18 @@ at any point loses nothing that was received, and a restart writes what was pend
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from . import dashboard, notify, paths, phones, protocol
 from .api import ApiError, LocalApi, running_agents
-from .books import BookLocked, flush_dirty
+from .books import BookLocked, BookUnpatchable, flush_dirty
 from .books.filebook import FileBook
 from .books.switch import SwitchingBook
 from .calllog import CallMapper
@@ -37,9 +36,6 @@ log = logging.getLogger("pz_excel.agent")
 # PZ_CALL guard: a new once-key dial within this many seconds of the previous one is
 # refused (a fill-down or a workbook opening would otherwise dial a whole column).
 ONCE_GUARD_SECONDS = 3.0
-# The Dashboard is rebuilt through openpyxl (whole workbook): only books this small, where
-# that takes a few seconds; the Calls sheet of any size is written at the zip level.
-DASHBOARD_MAX_BYTES = 3 * 1024 * 1024
 
 
 @dataclass
@@ -56,7 +52,7 @@ class AgentConfig:
     save_interval: float = 1.0
     lang: str | None = None
     header_login: bool = False
-    dashboard_interval: float = 300.0
+    dashboard_interval: float = 30.0  # a change shows on the Dashboard within a minute
     settings: protocol.ConnectSettings = field(init=False)
 
     def __post_init__(self) -> None:
@@ -114,8 +110,7 @@ class Agent:
         self.last_pop = ""
         self._calls_changed = False
         self._next_dashboard = 0.0
-        self._dashboard_thread: threading.Thread | None = None
-        self._book_io = threading.Lock()  # a Calls save vs the dashboard's final rename
+        self._book_io = threading.Lock()  # one writer of the book at a time
 
     @property
     def key(self) -> str:
@@ -188,13 +183,11 @@ class Agent:
         self._wake.set()
         if self._writer is not None:
             self._writer.join(timeout=30)
-        if self._dashboard_thread is not None:
-            self._dashboard_thread.join(timeout=60)
         if self.journal is not None and self.book is not None:
             try:
                 self._flush()
                 self.refresh_dashboard(force=self._calls_changed)
-            except BookLocked:
+            except (BookLocked, BookUnpatchable):
                 pass  # rows stay in the journal; the next start writes them
             except Exception:
                 log.exception("final write at stop failed; rows stay in the journal")
@@ -230,21 +223,19 @@ class Agent:
         return SwitchingBook(path, lambda: FileBook(path))
 
     def _prepare_book(self) -> None:
-        """A missing Calls sheet is added now, before we connect: on a big book that is the
-        one slow (openpyxl) save, and no caller should wait behind it."""
+        """A missing Calls sheet is added now, before we connect: the user sees it at once
+        and the first call's save is an ordinary one."""
         prepare = getattr(self.book, "prepare", None)
         if prepare is None:
             return
         try:
             prepare()
-        except BookLocked as exc:  # the writer retries; rows wait in the journal
+        except (BookLocked, BookUnpatchable) as exc:  # rows wait in the journal; said once
             log.warning("%s", exc.text if hasattr(exc, "text") else exc)
         except UserError:
             raise  # wrong columns in Calls: the user's to fix, said before connecting
         except Exception:  # the writer tries again with the first rows
             log.exception("preparing the Calls sheet failed; rows stay in the journal")
-        finally:
-            gc.collect()  # openpyxl's cyclic garbage goes now, not during a call
 
     @property
     def index(self) -> ContactIndex:
@@ -403,62 +394,25 @@ class Agent:
         return written
 
     def refresh_dashboard(self, force: bool = False) -> bool:
-        """Rebuild the Dashboard sheet in the file from the journal (last 30 days).
-
-        It rewrites the whole workbook through openpyxl, in a child process (so the event
-        thread never waits for its interpreter lock or its garbage), rarely and never in the
-        writer's way: only for books up to ``DASHBOARD_MAX_BYTES`` (bigger ones would take
-        tens of seconds), when calls changed, at most every ``dashboard_interval`` seconds
-        (stretched to 20× its own cost), never while the book is open in Excel or locked.
-        """
+        """Rewrite the Dashboard sheet from the journal, when calls changed, at most every
+        ``dashboard_interval`` seconds. Figures are added up in SQL and the sheet, drawing
+        and charts are written at the zip level, so its cost does not grow with the book.
+        While the book is open in Excel the file is Excel's: the sheet is brought up to
+        date within ``dashboard_interval`` of Excel closing it."""
         assert self.journal is not None
         now = time.monotonic()
         if not force and (not self._calls_changed or now < self._next_dashboard):
             return False
-        if getattr(self.book, "kind", "file") != "file":
+        write_parts = getattr(self.book, "write_parts", None)
+        if write_parts is None:
             return False
-        try:
-            if self.config.workbook.stat().st_size > DASHBOARD_MAX_BYTES:
-                return False
-        except OSError:
-            return False
-        self._calls_changed = False
-        since = datetime.now() - timedelta(days=dashboard.DAYS + 1)
-        rows = self.journal.recent_calls(limit=1_000_000, since=since)
-        rows += self.journal.missed_not_called_back()
-        started = time.monotonic()
-        try:
-            done = dashboard.refresh_file(
-                self.config.workbook,
-                rows,
-                lang=self._lang(),
-                commit_lock=self._book_io,
-                in_child=True,
-            )
-        except BookLocked:
-            done = False
-        except dashboard.DashboardFailed as exc:
-            log.warning("the Dashboard sheet could not be rebuilt: %s", exc)
-            done = False
-        except Exception:
-            log.exception("the Dashboard sheet could not be rebuilt")
-            done = False
-        if not done:
-            self._calls_changed = True  # try again at the next interval
-        cost = time.monotonic() - started
-        self._next_dashboard = now + max(self.config.dashboard_interval, 20 * cost)
+        self._next_dashboard = now + self.config.dashboard_interval
+        fig = dashboard.figures(self.journal, date.today(), self.index.owner_name)
+        with self._book_io:
+            done = bool(write_parts(dashboard.writer(fig)))
+        if done:
+            self._calls_changed = False
         return done
-
-    def _dashboard_in_background(self) -> None:
-        """The writer only starts the rebuild; it goes on saving rows meanwhile."""
-        if self._dashboard_thread is not None and self._dashboard_thread.is_alive():
-            return
-        if not self._calls_changed or time.monotonic() < self._next_dashboard:
-            return
-        self._dashboard_thread = threading.Thread(
-            target=self.refresh_dashboard, name="pz-dashboard", daemon=True
-        )
-        self._dashboard_thread.start()
 
     def _writer_loop(self) -> None:
         """At most one save per ``save_interval``: rows of a burst go in one batch."""
@@ -472,7 +426,7 @@ class Agent:
             started = time.monotonic()
             try:
                 self._flush()
-                self._dashboard_in_background()
+                self.refresh_dashboard()
                 if locked_since is not None:
                     log.info(
                         "%s",
@@ -483,7 +437,7 @@ class Agent:
                     )
                 locked_since = None
                 self.book_error = None
-            except BookLocked as exc:
+            except (BookLocked, BookUnpatchable) as exc:
                 if locked_since is None:
                     log.warning("%s", exc.text if hasattr(exc, "text") else exc)
                 locked_since = locked_since or time.monotonic()

@@ -193,6 +193,14 @@ class ContactIndex:
             return text
         return self.managers.get(name_key(text))
 
+    def owner_name(self, owner: object) -> str:
+        """One name per manager, whatever the Owner cell says: an extension listed in
+        Managers gives that manager's name, a name its spelling there; else as typed."""
+        text = _cell_text(owner)
+        ext = self.owner_extension(text)
+        names = getattr(self.managers, "names", {})
+        return names.get(ext, text) if ext else text
+
     @property
     def contacts(self) -> Sequence[Contact]:
         """All contacts in sheet order."""
@@ -214,6 +222,15 @@ class ContactIndex:
             f"<ContactIndex {len(self)} contacts, {len(self.managers)} managers, "
             f"{len(self.warnings)} warnings, source={self.source}>"
         )
+
+
+class Managers(dict):
+    """The Managers sheet: name_key(owner) → extension, and ``names``: extension → the
+    owner's name as first written there (what reports show)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: dict[str, str] = {}
 
 
 def name_key(name: str) -> str:
@@ -518,7 +535,7 @@ def _managers(
 ) -> dict[str, str]:
     header, cols = find_header(rows, MANAGERS, title, book)
     owner_col, ext_col = cols["owner"], cols["extension"]
-    out: dict[str, str] = {}
+    out = Managers()
     for rownum, cells in rows:
         if rownum <= header:
             continue
@@ -553,6 +570,7 @@ def _managers(
             )
             continue
         out[key] = ext
+        out.names.setdefault(ext, owner)
     return out
 
 

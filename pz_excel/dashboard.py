@@ -1,51 +1,56 @@
-"""The Dashboard sheet (Сводка): the team's week at a glance, rebuilt from call rows.
-
-Headless (openpyxl charts), so the agent or a script can refresh it without Excel:
+"""The Dashboard sheet (Сводка): the team's month at a glance, from the journal.
 
 * KPI header — today, this week (Monday to today), last 30 days: calls, incoming,
-  outgoing, missed, talk time; and how many missed callers still wait for a call back;
-* calls per day for the last 30 days by direction (stacked columns);
-* calls and talk time per owner for the last 30 days (table + columns);
-* missed calls not yet called back, one line per caller, newest first.
+  outgoing, missed, talk time; and how many callers still wait for a call back;
+* calls per day for the last 30 days by kind (stacked columns);
+* per owner for the last 30 days: calls and missed (bars), talk time (bars of its own —
+  minutes and counts never share an axis);
+* missed calls not yet called back, one line per client, newest first.
 
-"Called back" means what the agent's journal means (``Journal.missed_not_called_back``):
-a later outgoing call to the same normalised number, answered or not, so ``PZ_MISSED()``
-and the dashboard agree.
+Figures come from the journal, one row per call ID, added up in SQL (``call_tallies``,
+``waiting_clients``): the cost does not grow with the workbook, and a refresh with 100 k
+calls takes milliseconds. Owners are named through Managers (``101`` and "Anna" are one
+owner when Managers says so). The sheet speaks the book's language (that of its Calls
+headers), is printable (landscape, one page wide, each block on a page of its own, so no
+chart is cut) and is written at the zip level with its drawing and charts: ``writer()``
+gives FileBook the edit, and every other part of the workbook is copied byte for byte.
+
+"Called back" means what ``Journal.missed_not_called_back`` means — a later outgoing call
+to the same normalised number, answered or not — so ``PZ_MISSED()`` and the sheet agree.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import pickle
-import subprocess
-import sys
-from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
+import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from openpyxl.chart import BarChart, Reference
-from openpyxl.styles import Alignment, Font, PatternFill
-from openpyxl.utils import get_column_letter
-from openpyxl.workbook import Workbook
-from openpyxl.worksheet.worksheet import Worksheet
+from .books.chartxml import Anchor, Chart, Series, chart_xml, drawing_xml
+from .books.package import (
+    CT_CHART,
+    CT_DRAWING,
+    CT_WORKSHEET,
+    REL_CHART,
+    REL_DRAWING,
+    new_rels,
+    quote_title,
+    rels_part_of,
+)
+from .books.sheetxml import Grid, serial, worksheet_xml
 
-from . import phones
-from .schema import CallRow
+if TYPE_CHECKING:
+    from .books.xlsxpatch import CallsPatch
+    from .journal import Journal
 
 NAMES = ("Dashboard", "Сводка")
 DAYS = 30
 MISSED_SHOWN = 200  # lines of the call-back list; the KPI counts them all
 DURATION_FORMAT = "[h]:mm:ss"
-DATE_FORMAT = "yyyy-mm-dd"
-DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
-
-_BOLD = Font(bold=True)
-_TITLE = Font(bold=True, size=14)
-_HEAD_FILL = PatternFill("solid", fgColor="DDEBF7")
-_WARN_FILL = PatternFill("solid", fgColor="FCE4D6")
+DATE_FORMATS = {"en": "yyyy-mm-dd", "ru": "dd.mm.yyyy"}
+DATETIME_FORMATS = {"en": "yyyy-mm-dd hh:mm", "ru": "dd.mm.yyyy hh:mm"}
+COLORS = {"answered": "4472C4", "missed": "ED7D31", "outgoing": "70AD47", "talk": "7F6084"}
 
 # Every label in both languages: (en, ru).
 _L = {
@@ -67,6 +72,7 @@ _L = {
     "date": ("Date", "Дата"),
     "total": ("Total", "Всего"),
     "per_owner": ("Per owner, last 30 days", "По ответственным, 30 дней"),
+    "talk_owner": ("Talk time per owner, minutes", "Время разговоров, минуты"),
     "owner": ("Owner", "Ответственный"),
     "week_calls": ("Calls this week", "Звонки за неделю"),
     "no_owner": ("(no owner)", "(без ответственного)"),
@@ -92,52 +98,28 @@ def sheet_title(lang: str) -> str:
 # ---------------------------------------------------------------------- figures
 
 
-def _kind(row: CallRow) -> str | None:
-    """incoming (answered or ringing), missed (incoming nobody took), outgoing."""
-    if row.direction == "outgoing":
-        return "outgoing"
-    if row.direction == "incoming":
-        return "missed" if row.status == "missed" else "incoming"
-    return None
-
-
-def _talk(row: CallRow) -> int:
-    if row.status == "missed" or not row.duration or row.duration < 0:
-        return 0
-    return int(row.duration)
-
-
-@functools.lru_cache(maxsize=4096)
-def client_key(phone: str) -> str:
-    """The same caller whatever the format: the normalised number, else the raw text."""
-    phone = (phone or "").strip()
-    return phones.normalize(phone) or phone
-
-
 @dataclass
 class Tally:
     calls: int = 0
-    incoming: int = 0
+    incoming: int = 0  # answered and missed
     outgoing: int = 0
     missed: int = 0
     talk: int = 0  # seconds
 
-    def add(self, row: CallRow) -> None:
-        self.calls += 1
-        kind = _kind(row)
-        if kind == "incoming":
-            self.incoming += 1
-        elif kind == "missed":
-            self.incoming += 1
-            self.missed += 1
-        elif kind == "outgoing":
-            self.outgoing += 1
-        self.talk += _talk(row)
+    def add(self, direction: str, status: str, calls: int, talk: int) -> None:
+        self.calls += calls
+        self.talk += talk
+        if direction == "incoming":
+            self.incoming += calls
+            if status == "missed":
+                self.missed += calls
+        elif direction == "outgoing":
+            self.outgoing += calls
 
 
 @dataclass
 class Waiting:
-    """A caller whose missed calls nobody has returned yet."""
+    """A client whose missed calls nobody has returned yet."""
 
     phone: str
     contact: str
@@ -151,315 +133,251 @@ class Figures:
     today: date
     kpi: dict[str, Tally] = field(default_factory=dict)  # today | week | month
     days: dict[date, Tally] = field(default_factory=dict)  # last 30 days, oldest first
-    owners: dict[str, tuple[str, Tally, Tally]] = field(default_factory=dict)  # 30 d, week
-    waiting: list[Waiting] = field(default_factory=list)
+    owners: dict[str, tuple[Tally, Tally]] = field(default_factory=dict)  # name: 30 d, week
+    waiting: list[Waiting] = field(default_factory=list)  # newest first, MISSED_SHOWN at most
+    waiting_total: int = 0
 
 
-def compute(rows: Iterable[CallRow], today: date) -> Figures:
-    """All the dashboard's numbers from call rows (rows without a start are skipped)."""
+def figures(
+    journal: Journal, today: date, owner_name: Callable[[str], str] = str.strip
+) -> Figures:
+    """Every number of the sheet, from the journal. ``owner_name`` gives one name per
+    manager (``ContactIndex.owner_name``)."""
     first = today - timedelta(days=DAYS - 1)
     monday = today - timedelta(days=today.weekday())
-    figures = Figures(today=today)
-    figures.kpi = {"today": Tally(), "week": Tally(), "month": Tally()}
-    figures.days = {first + timedelta(days=i): Tally() for i in range(DAYS)}
+    fig = Figures(today=today)
+    fig.kpi = {"today": Tally(), "week": Tally(), "month": Tally()}
+    fig.days = {first + timedelta(days=i): Tally() for i in range(DAYS)}
     owners: dict[str, tuple[str, Tally, Tally]] = {}
-    dated = sorted(
-        (r for r in rows if isinstance(r.start, datetime)),
-        key=lambda r: r.start,  # type: ignore[arg-type, return-value]
-    )
-    for row in dated:
-        day = row.start.date()  # type: ignore[union-attr]
-        if first <= day <= today:
-            figures.days[day].add(row)
-            figures.kpi["month"].add(row)
-            name = (row.owner or "").strip()
-            entry = owners.setdefault(name.casefold(), (name, Tally(), Tally()))
-            entry[1].add(row)
-            if day >= monday:
-                entry[2].add(row)
-        if monday <= day <= today:
-            figures.kpi["week"].add(row)
+    since = datetime.combine(first, datetime.min.time())
+    until = datetime.combine(today + timedelta(days=1), datetime.min.time())
+    for day_text, direction, status, owner, calls, talk in journal.call_tallies(since, until):
+        day = date.fromisoformat(day_text)
+        fig.days[day].add(direction, status, calls, talk)
+        fig.kpi["month"].add(direction, status, calls, talk)
+        if day >= monday:
+            fig.kpi["week"].add(direction, status, calls, talk)
         if day == today:
-            figures.kpi["today"].add(row)
-    figures.owners = dict(sorted(owners.items(), key=lambda kv: (-kv[1][1].calls, kv[0])))
-    figures.waiting = waiting_for_call_back(dated)
-    return figures
-
-
-def waiting_for_call_back(rows: Iterable[CallRow]) -> list[Waiting]:
-    """Missed incoming calls with no later outgoing call to that client, newest first."""
-    last_out: dict[str, datetime] = {}
-    missed: list[CallRow] = []
-    for row in rows:
-        if not isinstance(row.start, datetime) or not row.client_phone.strip():
-            continue
-        if row.direction == "outgoing":
-            key = client_key(row.client_phone)
-            if key not in last_out or row.start > last_out[key]:
-                last_out[key] = row.start
-        elif row.direction == "incoming" and row.status == "missed":
-            missed.append(row)
-    by_client: dict[str, Waiting] = {}
-    for row in missed:
-        key = client_key(row.client_phone)
-        called = last_out.get(key)
-        assert row.start is not None
-        if called is not None and called >= row.start:
-            continue
-        found = by_client.get(key)
-        if found is None:
-            by_client[key] = Waiting(row.client_phone, row.contact, row.owner, row.start)
-        else:
-            found.times += 1
-            if row.start > found.last:
-                found.last = row.start
-                found.phone = row.client_phone
-                found.contact = row.contact or found.contact
-                found.owner = row.owner or found.owner
-    return sorted(by_client.values(), key=lambda w: w.last, reverse=True)
+            fig.kpi["today"].add(direction, status, calls, talk)
+        name = owner_name(owner or "").strip()
+        entry = owners.setdefault(" ".join(name.split()).casefold(), (name, Tally(), Tally()))
+        entry[1].add(direction, status, calls, talk)
+        if day >= monday:
+            entry[2].add(direction, status, calls, talk)
+    ranked = sorted(owners.values(), key=lambda e: (-e[1].calls, e[0].casefold()))
+    fig.owners = {name: (month, week) for name, month, week in ranked}
+    fig.waiting_total, found = journal.waiting_clients(MISSED_SHOWN)
+    fig.waiting = [
+        Waiting(phone, contact, owner_name(owner or "").strip(), last, times)
+        for phone, contact, owner, last, times in found
+    ]
+    return fig
 
 
 # ---------------------------------------------------------------------- the sheet
 
-
-def _header(ws: Worksheet, row: int, labels: list[str]) -> None:
-    for col, label in enumerate(labels, start=1):
-        cell = ws.cell(row=row, column=col, value=label)
-        cell.font = _BOLD
-        cell.fill = _HEAD_FILL
-        cell.alignment = Alignment(wrap_text=True, vertical="center")
-
-
-def _duration(ws: Worksheet, row: int, col: int, seconds: int) -> None:
-    cell = ws.cell(row=row, column=col, value=timedelta(seconds=seconds))
-    cell.number_format = DURATION_FORMAT
-
-
-def _fresh_sheet(wb: Workbook, lang: str) -> Worksheet:
-    """A new empty dashboard sheet where the old one was (either language's name)."""
-    index = None
-    for name in NAMES:
-        if name in wb.sheetnames:
-            old = wb[name]
-            index = wb.sheetnames.index(name) if index is None else index
-            wb.remove(old)
-    ws = wb.create_sheet(sheet_title(lang), index)
-    return ws
+#: The formats of the sheet, by name (``Styles.make`` arguments; formats by language).
+_STYLES: dict[str, dict] = {
+    "title": {"bold": True, "size": 14},
+    "section": {"bold": True, "size": 12},
+    "bold": {"bold": True},
+    "head": {"bold": True, "fill": "DDEBF7", "wrap": True},
+    "warn": {"bold": True, "fill": "FCE4D6"},
+    "duration": {"number_format": DURATION_FORMAT},
+    "text": {"number_format": "@"},
+}
+_NOT_SIZED = ("title", "section")  # long titles run over the empty cells to their right
+CHART_COLS = (7, 17)  # charts sit in H:Q (0-based columns), right of the tables
+CHART_ROWS = 18
 
 
-def write_dashboard(wb: Workbook, rows: Iterable[CallRow], *, lang: str, today: date) -> None:
-    """(Re)build the Dashboard sheet of ``wb`` from ``rows``; other sheets are untouched."""
-    fig = compute(rows, today)
-    active = wb.active.title if wb.worksheets and wb.active is not None else None
-    ws = _fresh_sheet(wb, lang)
-    # Rebuilding must not switch the user's view (a shown dashboard stays shown).
-    keep = ws.title if active in NAMES else active
-    if keep in wb.sheetnames:
-        wb.active = wb.sheetnames.index(keep)
+def style_specs(lang: str) -> dict[str, dict]:
+    return {
+        **_STYLES,
+        "date": {"number_format": DATE_FORMATS.get(lang, DATE_FORMATS["en"])},
+        "datetime": {"number_format": DATETIME_FORMATS.get(lang, DATETIME_FORMATS["en"])},
+    }
 
-    ws["A1"] = _t("title", lang)
-    ws["A1"].font = _TITLE
-    ws["A2"] = _t("updated", lang, d=today.isoformat())
 
-    # KPI header: rows 4-6.
-    kpi_cols = ["calls", "incoming", "outgoing", "missed", "talk"]
-    _header(ws, 3, [_t("period", lang), *(_t(k, lang) for k in kpi_cols)])
-    for offset, period in enumerate(("today", "week", "month")):
-        r = 4 + offset
+def layout(fig: Figures, lang: str, now: datetime | None = None) -> tuple[Grid, list[Chart],
+                                                                         list[Anchor]]:
+    """The sheet as cells, and its charts with where they sit."""
+    now = now or datetime.now()
+    title = quote_title(sheet_title(lang))
+    g = Grid()
+    charts: list[Chart] = []
+    anchors: list[Anchor] = []
+    culture = "ru-RU" if lang == "ru" else "en-US"
+
+    def ref(col: str, r1: int, r2: int | None = None) -> str:
+        return f"{title}!${col}${r1}" + (f":${col}${r2}" if r2 is not None else "")
+
+    # Page 1: KPIs and the last 30 days.
+    g.put(1, 1, _t("title", lang), "title")
+    g.put(2, 1, _t("updated", lang, d=now.strftime(
+        "%d.%m.%Y %H:%M" if lang == "ru" else "%Y-%m-%d %H:%M")))
+    g.row(3, [_t(k, lang) for k in ("period", "calls", "incoming", "outgoing", "missed",
+                                    "talk")], "head")
+    for r, period in enumerate(("today", "week", "month"), start=4):
         tally = fig.kpi[period]
-        ws.cell(row=r, column=1, value=_t(period, lang)).font = _BOLD
-        for col, value in enumerate(
-            (tally.calls, tally.incoming, tally.outgoing, tally.missed), start=2
-        ):
-            ws.cell(row=r, column=col, value=value)
-        _duration(ws, r, 6, tally.talk)
-    ws.cell(row=7, column=1, value=_t("waiting", lang)).font = _BOLD
-    waiting_cell = ws.cell(row=7, column=2, value=len(fig.waiting))
-    waiting_cell.font = _BOLD
-    if fig.waiting:
-        waiting_cell.fill = _WARN_FILL
-
-    # Calls per day (table from row 10) + stacked columns beside the KPI.
+        g.put(r, 1, _t(period, lang), "bold")
+        g.row(r, [tally.calls, tally.incoming, tally.outgoing, tally.missed], first=2)
+        g.put(r, 6, timedelta(seconds=tally.talk), "duration")
+    g.put(7, 1, _t("waiting", lang), "bold")
+    g.put(7, 2, fig.waiting_total, "warn" if fig.waiting_total else "bold")
     top = 9
-    ws.cell(row=top, column=1, value=_t("per_day", lang)).font = _TITLE
-    _header(
-        ws,
-        top + 1,
-        [_t(k, lang) for k in ("date", "answered_in", "missed", "outgoing", "total")],
-    )
-    for i, (day, tally) in enumerate(fig.days.items()):
-        r = top + 2 + i
-        ws.cell(row=r, column=1, value=day).number_format = DATE_FORMAT
-        ws.cell(row=r, column=2, value=tally.incoming - tally.missed)
-        ws.cell(row=r, column=3, value=tally.missed)
-        ws.cell(row=r, column=4, value=tally.outgoing)
-        ws.cell(row=r, column=5, value=tally.calls)
-    last_day_row = top + 1 + DAYS
-    daily = BarChart()
-    daily.type = "col"
-    daily.grouping = "stacked"
-    daily.overlap = 100
-    daily.title = _t("per_day", lang)
-    daily.y_axis.title = _t("calls", lang)
-    daily.add_data(
-        Reference(ws, min_col=2, max_col=4, min_row=top + 1, max_row=last_day_row),
-        titles_from_data=True,
-    )
-    daily.set_categories(Reference(ws, min_col=1, min_row=top + 2, max_row=last_day_row))
-    daily.x_axis.number_format = "dd.mm"
-    daily.width, daily.height = 20, 8
-    ws.add_chart(daily, "H3")
+    g.put(top, 1, _t("per_day", lang), "section")
+    g.row(top + 1, [_t(k, lang) for k in ("date", "answered_in", "missed", "outgoing",
+                                          "total")], "head")
+    first_day = top + 2
+    for r, (day, tally) in enumerate(fig.days.items(), start=first_day):
+        g.put(r, 1, day, "date")
+        g.row(r, [tally.incoming - tally.missed, tally.missed, tally.outgoing, tally.calls],
+              first=2)
+    last_day = first_day + DAYS - 1
+    charts.append(Chart(
+        title=_t("per_day", lang),
+        categories_ref=ref("A", first_day, last_day),
+        categories=[float(serial(d)) for d in fig.days],
+        category_format="dd.mm",
+        stacked=True,
+        axis_title=_t("calls", lang),
+        lang=culture,
+        series=[
+            Series(_t(key, lang), ref(col, top + 1), ref(col, first_day, last_day),
+                   [float(getattr(t, attr) if attr else t.incoming - t.missed)
+                    for t in fig.days.values()], COLORS[color])
+            for key, col, attr, color in (("answered_in", "B", "", "answered"),
+                                          ("missed", "C", "missed", "missed"),
+                                          ("outgoing", "D", "outgoing", "outgoing"))
+        ],
+    ))
+    anchors.append(Anchor(CHART_COLS[0], 2, CHART_COLS[1], 2 + CHART_ROWS + 4))
+    g.row_breaks.append(last_day + 1)
 
-    # Per owner, last 30 days.
-    top = last_day_row + 3
-    ws.cell(row=top, column=1, value=_t("per_owner", lang)).font = _TITLE
-    _header(
-        ws,
-        top + 1,
-        [_t(k, lang) for k in ("owner", "calls", "missed", "talk", "talk_min", "week_calls")],
-    )
-    for i, (name, month, week) in enumerate(fig.owners.values()):
-        r = top + 2 + i
-        ws.cell(row=r, column=1, value=name or _t("no_owner", lang))
-        ws.cell(row=r, column=2, value=month.calls)
-        ws.cell(row=r, column=3, value=month.missed)
-        _duration(ws, r, 4, month.talk)
-        ws.cell(row=r, column=5, value=round(month.talk / 60))
-        ws.cell(row=r, column=6, value=week.calls)
-    last_owner_row = top + 1 + len(fig.owners)
+    # Page 2: per owner, with two charts of their own.
+    top = last_day + 3
+    g.put(top, 1, _t("per_owner", lang), "section")
+    g.row(top + 1, [_t(k, lang) for k in ("owner", "calls", "missed", "talk", "talk_min",
+                                          "week_calls")], "head")
+    first_owner = top + 2
+    for r, (name, (month, week)) in enumerate(fig.owners.items(), start=first_owner):
+        g.put(r, 1, name or _t("no_owner", lang))
+        g.row(r, [month.calls, month.missed], first=2)
+        g.put(r, 4, timedelta(seconds=month.talk), "duration")
+        g.row(r, [round(month.talk / 60), week.calls], first=5)
+    last_owner = first_owner + len(fig.owners) - 1
     if fig.owners:
-        per_owner = BarChart()
-        per_owner.type = "bar"  # horizontal: long owner names stay readable
-        per_owner.grouping = "clustered"
-        per_owner.title = _t("per_owner", lang)
-        per_owner.add_data(
-            Reference(ws, min_col=2, max_col=2, min_row=top + 1, max_row=last_owner_row),
-            titles_from_data=True,
-        )
-        per_owner.add_data(
-            Reference(ws, min_col=5, max_col=5, min_row=top + 1, max_row=last_owner_row),
-            titles_from_data=True,
-        )
-        per_owner.set_categories(Reference(ws, min_col=1, min_row=top + 2, max_row=last_owner_row))
-        per_owner.width, per_owner.height = 20, max(6, 1.2 + 0.9 * len(fig.owners))
-        ws.add_chart(per_owner, "H21")
+        names = [name or _t("no_owner", lang) for name in fig.owners]
+        month_of = [m for m, _w in fig.owners.values()]
+        charts.append(Chart(
+            title=_t("per_owner", lang), categories_ref=ref("A", first_owner, last_owner),
+            categories=list(names), horizontal=True, lang=culture,
+            series=[Series(_t("calls", lang), ref("B", top + 1),
+                           ref("B", first_owner, last_owner),
+                           [float(m.calls) for m in month_of], COLORS["answered"]),
+                    Series(_t("missed", lang), ref("C", top + 1),
+                           ref("C", first_owner, last_owner),
+                           [float(m.missed) for m in month_of], COLORS["missed"])],
+        ))
+        anchors.append(Anchor(CHART_COLS[0], top - 1, CHART_COLS[1], top - 1 + CHART_ROWS))
+        charts.append(Chart(
+            title=_t("talk_owner", lang), categories_ref=ref("A", first_owner, last_owner),
+            categories=list(names), horizontal=True, lang=culture,
+            series=[Series(_t("talk_min", lang), ref("E", top + 1),
+                           ref("E", first_owner, last_owner),
+                           [float(round(m.talk / 60)) for m in month_of], COLORS["talk"])],
+        ))
+        anchors.append(Anchor(CHART_COLS[0], top + CHART_ROWS, CHART_COLS[1],
+                              top + 2 * CHART_ROWS))
+    section_end = max(last_owner, top + 2 * CHART_ROWS if fig.owners else top + 2)
+    g.row_breaks.append(section_end + 1)
 
-    # Missed calls not yet called back.
-    top = max(last_owner_row, top + 1) + 3
-    ws.cell(row=top, column=1, value=_t("callback", lang)).font = _TITLE
-    _header(
-        ws,
-        top + 1,
-        [_t(k, lang) for k in ("number", "contact", "owner", "last_missed", "times")],
-    )
+    # Page 3 on: the call-back list.
+    top = section_end + 3
+    g.put(top, 1, _t("callback", lang), "section")
+    g.row(top + 1, [_t(k, lang) for k in ("number", "contact", "owner", "last_missed",
+                                          "times")], "head")
     if not fig.waiting:
-        ws.cell(row=top + 2, column=1, value=_t("none", lang))
-    for i, item in enumerate(fig.waiting[:MISSED_SHOWN]):
-        r = top + 2 + i
-        ws.cell(row=r, column=1, value=item.phone).number_format = "@"
-        ws.cell(row=r, column=2, value=item.contact)
-        ws.cell(row=r, column=3, value=item.owner)
-        ws.cell(row=r, column=4, value=item.last).number_format = DATETIME_FORMAT
-        ws.cell(row=r, column=5, value=item.times)
-    if len(fig.waiting) > MISSED_SHOWN:
-        ws.cell(
-            row=top + 2 + MISSED_SHOWN,
-            column=1,
-            value=_t("more", lang, n=len(fig.waiting) - MISSED_SHOWN),
-        )
-
-    for col, width in enumerate((26, 14, 14, 14, 14, 14), start=1):
-        ws.column_dimensions[get_column_letter(col)].width = width
+        g.put(top + 2, 1, _t("none", lang))
+    for r, item in enumerate(fig.waiting, start=top + 2):
+        g.put(r, 1, item.phone, "text")
+        g.put(r, 2, item.contact)
+        g.put(r, 3, item.owner)
+        g.put(r, 4, item.last, "datetime")
+        g.put(r, 5, item.times)
+    if fig.waiting_total > len(fig.waiting):
+        g.put(top + 2 + len(fig.waiting), 1,
+              _t("more", lang, n=fig.waiting_total - len(fig.waiting)))
+    g.widths = _widths(g)
+    g.widths[CHART_COLS[0]] = 3  # a gap between the tables and the charts
+    return g, charts, anchors
 
 
-#: A rebuild in the child process is given up after this long (the next run retries).
-CHILD_TIMEOUT = 600.0
-
-
-def refresh_file(
-    path: Path,
-    rows: Iterable[CallRow],
-    *,
-    lang: str,
-    today: date | None = None,
-    commit_lock: AbstractContextManager[object] | None = None,
-    in_child: bool = False,
-) -> bool:
-    """Rebuild the Dashboard sheet of the .xlsx at ``path``; atomic like every save of ours.
-
-    Raises ``BookLocked`` when Excel or LibreOffice holds the book. Returns False (and
-    changes nothing) if someone saved the file while we were building: the next run redoes
-    it, so a user's edit is never overwritten.
-
-    ``in_child``: load, rebuild and save in a child Python process (the agent's way).
-    openpyxl holds the interpreter lock for seconds and leaves a cyclic heap of the whole
-    book behind; in the agent's own process that stalls the thread answering transfer
-    requests and swells its memory for good.
-    """
-    from .books import BookLocked
-    from .books.filebook import _fsync_dir, _locked_text, lock_files
-
-    path = Path(path)
-    locks = lock_files(path)
-    if locks:
-        raise BookLocked(_locked_text(path, *locks[0]), str(locks[0][0]))
-    before = path.stat()
-    tmp = path.with_name(f".{path.name}.dashboard.tmp")
-    today = today or date.today()
-    try:
-        if in_child:
-            _build_in_child(path, list(rows), lang, today, tmp)
+def _widths(g: Grid) -> dict[int, float]:
+    """Column widths that fit the longest value (header labels wrap on spaces)."""
+    longest: dict[int, int] = {}
+    for (_r, c), (value, style) in g.cells.items():
+        if style in _NOT_SIZED or value is None:
+            continue
+        if isinstance(value, datetime):
+            n = 16
+        elif isinstance(value, (date, timedelta)):
+            n = 10
+        elif style == "head":
+            n = max(len(w) for w in str(value).split()) + 1
         else:
-            _build(path, rows, lang, today, tmp)
-        # The check and the rename are one step for the Calls writer (commit_lock): a
-        # batch saved in between would otherwise be replaced by our older copy.
-        with commit_lock if commit_lock is not None else nullcontext():
-            after = path.stat()
-            if (after.st_mtime_ns, after.st_size) != (before.st_mtime_ns, before.st_size):
-                return False  # changed under us: keep theirs, redo later
-            os.replace(tmp, path)
-        _fsync_dir(path.parent)
-        return True
-    finally:
-        tmp.unlink(missing_ok=True)
+            n = len(str(value))
+        longest[c] = max(longest.get(c, 0), n)
+    return {c: min(max(n * 1.1 + 2, 10), 60) for c, n in longest.items()}
 
 
-def _build(path: Path, rows: Iterable[CallRow], lang: str, today: date, tmp: Path) -> None:
-    """The book at ``path`` with a fresh Dashboard, saved (and fsynced) at ``tmp``."""
-    from openpyxl import load_workbook
-
-    macros = path.suffix.lower() in (".xlsm", ".xltm")  # an .xlsm keeps its VBA project
-    wb = load_workbook(path, keep_vba=macros, keep_links=True)
-    write_dashboard(wb, rows, lang=lang, today=today)
-    wb.save(tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
+# ---------------------------------------------------------------------- the parts
 
 
-class DashboardFailed(RuntimeError):
-    """The child process could not rebuild the Dashboard (its last error line says why)."""
+def writer(fig: Figures, now: datetime | None = None) -> Callable[[CallsPatch], None]:
+    """The Dashboard's edit of a workbook for ``FileBook.write_parts``: the sheet, its
+    drawing and charts, in the book's language; our old ones replaced."""
 
+    def place(patch: CallsPatch) -> None:
+        pkg, styles = patch.package, patch.styles
+        assert pkg is not None and styles is not None
+        lang = patch.lang
+        grid, charts, anchors = layout(fig, lang, now)
+        specs = style_specs(lang)
+        title = sheet_title(lang)
+        entry = pkg.find(NAMES)
+        if entry is None:
+            entry = pkg.add_sheet(title, pkg.free_name("xl/worksheets/sheet{}.xml"))
+        elif entry.title != title:
+            pkg.rename_sheet(entry, title)
+        # What hung off our old sheet (its drawing, charts, their rels) goes; names reused.
+        drawings = [t for _i, kind, t in pkg.relationships(entry.part) if kind == REL_DRAWING]
+        old_charts = [t for d in drawings for _i, kind, t in pkg.relationships(d)
+                      if kind == REL_CHART]
+        for part in (*drawings, *old_charts):
+            pkg.remove(part)
+            pkg.remove(rels_part_of(part))
+        drawing = drawings[0] if drawings else pkg.free_name("xl/drawings/drawing{}.xml")
+        names: list[str] = []
+        for i in range(len(charts)):
+            name = old_charts[i] if i < len(old_charts) else None
+            if name is None or name in names:
+                name = pkg.free_name("xl/charts/chart{}.xml")
+            names.append(name)
+            pkg.put(name, chart_xml(charts[i]), CT_CHART)
+        for i, anchor in enumerate(anchors, start=1):
+            anchor.rid = f"rId{i}"
+        pkg.put(drawing, drawing_xml(anchors), CT_DRAWING)
+        folder = posixpath.dirname(drawing)
+        pkg.put(rels_part_of(drawing), new_rels(
+            [(f"rId{i}", REL_CHART, posixpath.relpath(n, folder))
+             for i, n in enumerate(names, start=1)]))
+        grid.drawing_rid = "rId1"
+        pkg.put(rels_part_of(entry.part), new_rels(
+            [("rId1", REL_DRAWING, posixpath.relpath(drawing, posixpath.dirname(entry.part)))]))
+        pkg.put(entry.part, worksheet_xml(grid, lambda name: styles.make(**specs[name]),
+                                          patch.epoch), CT_WORKSHEET)
+        pkg.ensure_rels_default()
 
-def _build_in_child(path: Path, rows: list[CallRow], lang: str, today: date, tmp: Path) -> None:
-    # Our own child reads the job from its stdin: no file another user could swap.
-    job = pickle.dumps((str(path), rows, lang, today, str(tmp)))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pz_excel.dashboard"],
-        input=job,
-        capture_output=True,
-        timeout=CHILD_TIMEOUT,
-        creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console flash
-    )
-    if proc.returncode != 0:
-        lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise DashboardFailed(lines[-1] if lines else f"exit code {proc.returncode}")
-
-
-def _child_main() -> int:
-    path, rows, lang, today, tmp = pickle.loads(sys.stdin.buffer.read())
-    _build(Path(path), rows, lang, today, Path(tmp))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main())
+    return place

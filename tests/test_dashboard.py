@@ -1,16 +1,21 @@
-"""The Dashboard sheet: real .xlsx files written and read back with openpyxl."""
+"""The Dashboard sheet: figures from a real journal, written at the zip level into real
+.xlsx files and read back (openpyxl reads; LibreOffice renders in test_kitchen_sink)."""
 
 from __future__ import annotations
 
 import zipfile
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import openpyxl
 import pytest
 
 from pz_excel import dashboard
-from pz_excel.dashboard import compute, waiting_for_call_back, write_dashboard
+from pz_excel.books.filebook import FileBook
+from pz_excel.contacts import build_index
+from pz_excel.journal import Journal
 from pz_excel.schema import CallRow
+from pz_excel.template import write_template
 
 TODAY = date(2026, 11, 26)  # a Thursday: the week started on Monday the 23rd
 MONDAY = date(2026, 11, 23)
@@ -91,8 +96,16 @@ def rows() -> list[CallRow]:
     ]
 
 
-def test_figures(rows):
-    fig = compute(rows, TODAY)
+@pytest.fixture
+def journal(tmp_path, rows):
+    with Journal(tmp_path / "journal.sqlite") as j:
+        for r in rows:
+            j.upsert_call(r)
+        yield j
+
+
+def test_figures(journal):
+    fig = dashboard.figures(journal, TODAY)
     today, week, month = fig.kpi["today"], fig.kpi["week"], fig.kpi["month"]
     assert (today.calls, today.incoming, today.outgoing, today.missed) == (4, 3, 1, 1)
     assert today.talk == 120 + 60 + 300  # a missed call's ring time is not talk
@@ -100,177 +113,113 @@ def test_figures(rows):
     assert (month.calls, month.incoming, month.outgoing, month.missed) == (10, 7, 3, 5)
     assert len(fig.days) == 30 and min(fig.days) == TODAY - timedelta(days=29)
     assert fig.days[MONDAY].missed == 2 and fig.days[TODAY].calls == 4
-    names = [name for name, _, _ in fig.owners.values()]
-    assert names[0] == "Anna"  # most calls first
-    anna = fig.owners["anna"]
-    assert (anna[1].calls, anna[1].missed, anna[1].talk, anna[2].calls) == (5, 2, 465, 3)
+    assert next(iter(fig.owners)) == "Anna"  # most calls first
+    month_, week_ = fig.owners["Anna"]
+    assert (month_.calls, month_.missed, month_.talk, week_.calls) == (5, 2, 465, 3)
 
 
-def test_waiting_for_call_back_matches_the_journal_rule(rows):
-    waiting = waiting_for_call_back(rows)
-    phones_waiting = [w.phone for w in waiting]
+def test_waiting_for_call_back_matches_the_journal_rule(journal):
+    fig = dashboard.figures(journal, TODAY)
     # newest first; the same caller in two formats is one line with two misses
-    assert phones_waiting == [
-        "+7 343 011-22-35",
-        "73430112237",
-        "+7 343 011-22-38",
-        "+7 343 011-22-39",
-    ]
-    assert waiting[1].times == 2 and waiting[1].contact == "Sergey"
+    assert [w.phone for w in fig.waiting] == [
+        "+7 343 011-22-35", "73430112237", "+7 343 011-22-38", "+7 343 011-22-39"]
+    assert fig.waiting[1].times == 2 and fig.waiting[1].contact == "Sergey"
+    assert fig.waiting_total == 4
+    missed = journal.missed_not_called_back()  # what PZ_MISSED() counts, call by call
+    assert sorted(r.call_id for r in missed) == ["c10", "c11", "c3", "c7", "c8"]
 
 
-def _sheet_rows(ws):
-    return [list(r) for r in ws.iter_rows(values_only=True)]
+def test_one_owner_whether_written_as_extension_or_name(tmp_path):
+    index = build_index_from([("Иван", "+73430112233", "101")],
+                             [("Анна Смирнова", "101"), ("Борис", "102")])
+    with Journal(tmp_path / "j.sqlite") as j:
+        for n, owner in enumerate(["101", "Анна Смирнова", "анна  смирнова", "102", ""]):
+            j.upsert_call(row(n, TODAY, 9, "incoming", "answered", "+73430112233", owner, 60))
+        fig = dashboard.figures(j, TODAY, index.owner_name)
+    assert {name: m.calls for name, (m, _w) in fig.owners.items()} == {
+        "Анна Смирнова": 3, "Борис": 1, "": 1}
 
 
-def _find(rows_, label):
-    return next(i for i, r in enumerate(rows_) if r and r[0] == label)
+def build_index_from(contacts, managers):
+    return build_index(
+        [("Name", "Phone", "Owner"), *contacts], [("Owner", "Extension"), *managers]
+    )
 
 
-def test_dashboard_is_written_read_back_and_has_its_charts(tmp_path, rows):
-    wb = openpyxl.Workbook()
-    wb.active.title = "Contacts"
-    wb.create_sheet("Calls")
-    write_dashboard(wb, rows, lang="en", today=TODAY)
-    ws = wb["Dashboard"]
-    assert len(ws._charts) == 2
-    assert wb.active.title == "Contacts"  # rebuilding does not switch the user's view
-    out = tmp_path / "crm.xlsx"
-    wb.save(out)
-
-    with zipfile.ZipFile(out) as zf:
-        charts = sorted(n for n in zf.namelist() if n.startswith("xl/charts/chart"))
-        assert len(charts) == 2
-        daily = zf.read(charts[0]).decode("utf-8")
-    assert 'grouping val="stacked"' in daily and 'overlap val="100"' in daily
-    assert "Dashboard" in daily  # series refer to this sheet's cells
-
-    back = openpyxl.load_workbook(out)
-    assert back.sheetnames == ["Contacts", "Calls", "Dashboard"]
-    ws = back["Dashboard"]
-    assert len(ws._charts) == 2  # openpyxl reads its charts back too
-    cells = _sheet_rows(ws)
-    assert cells[0][0] == "Calls dashboard"
-    assert cells[2][:6] == ["Period", "Calls", "Incoming", "Outgoing", "Missed", "Talk time"]
-    assert cells[3][:5] == ["Today", 4, 3, 1, 1]
-    assert cells[3][5] == timedelta(seconds=480)
-    assert cells[4][:5] == ["This week", 8, 6, 2, 4]
-    assert cells[5][:5] == ["Last 30 days", 10, 7, 3, 5]
-    assert cells[6][:2] == ["Waiting for a call back", 4]
-    assert ws["F4"].number_format == "[h]:mm:ss"
-
-    per_day = _find(cells, "Date")
-    days = cells[per_day + 1 : per_day + 31]
-    assert days[0][0] == datetime.combine(TODAY - timedelta(days=29), datetime.min.time())
-    assert days[-1][:5] == [datetime.combine(TODAY, datetime.min.time()), 2, 1, 1, 4]
-    monday = days[29 - (TODAY - MONDAY).days]
-    assert monday[:5] == [datetime.combine(MONDAY, datetime.min.time()), 0, 2, 0, 2]
-
-    owners = _find(cells, "Owner")
-    table = {r[0]: r[1:6] for r in cells[owners + 1 :] if r[0] and r[1] is not None}
-    assert table["Anna"] == [5, 2, timedelta(seconds=465), 8, 3]
-    assert table["(no owner)"][:2] == [2, 2]
-
-    missed = _find(cells, "Client phone")
-    first = cells[missed + 1]
-    assert first[:3] == ["+7 343 011-22-35", "Olga", "Anna"]
-    assert first[3] == at(TODAY, 11) and first[4] == 1
+# ---------------------------------------------------------------------- in a workbook
 
 
-def test_russian_sheet_replaces_the_old_one_in_place(tmp_path, rows):
-    wb = openpyxl.Workbook()
-    wb.active.title = "Контакты"
-    write_dashboard(wb, rows, lang="en", today=TODAY)
-    wb.create_sheet("Звонки")
-    write_dashboard(wb, rows, lang="ru", today=TODAY)
-    assert wb.sheetnames == ["Контакты", "Сводка", "Звонки"]  # same place, one dashboard
-    wb.active = 1
-    write_dashboard(wb, rows, lang="ru", today=TODAY)
-    assert wb.active.title == "Сводка"  # a dashboard on screen stays on screen
-    out = tmp_path / "crm-ru.xlsx"
-    wb.save(out)
-    ws = openpyxl.load_workbook(out)["Сводка"]
-    cells = _sheet_rows(ws)
-    assert cells[0][0] == "Сводка по звонкам"
-    assert cells[3][0] == "Сегодня" and cells[4][0] == "Эта неделя"
-    assert any(r[0] == "Пропущенные без обратного звонка" for r in cells)
-    with zipfile.ZipFile(out) as zf:
-        assert len([n for n in zf.namelist() if n.startswith("xl/charts/chart")]) == 2
-
-
-def test_empty_history_still_gives_a_readable_sheet(tmp_path):
-    wb = openpyxl.Workbook()
-    write_dashboard(wb, [], lang="en", today=TODAY)
-    ws = wb["Dashboard"]
-    assert len(ws._charts) == 1  # no owners: no owner chart
-    out = tmp_path / "empty.xlsx"
-    wb.save(out)
-    cells = _sheet_rows(openpyxl.load_workbook(out)["Dashboard"])
-    assert cells[3][:5] == ["Today", 0, 0, 0, 0]
-    assert cells[_find(cells, "Client phone") + 1][0] == "none"
-
-
-def test_long_call_back_list_is_capped_with_a_note(monkeypatch):
-    monkeypatch.setattr(dashboard, "MISSED_SHOWN", 3)
-    many = [row(i, TODAY, 9, "incoming", "missed", f"+7 343 011-23-{i:02d}") for i in range(10, 15)]
-    wb = openpyxl.Workbook()
-    write_dashboard(wb, many, lang="en", today=TODAY)
-    cells = _sheet_rows(wb["Dashboard"])
-    assert cells[6][:2] == ["Waiting for a call back", 5]
-    assert "… and 2 more" in [r[0] for r in cells]
-
-
-# ---------------------------------------------------------------------- refresh_file
-
-
-def _crm(path, vba: bytes | None = None):
-    wb = openpyxl.Workbook()
-    wb.active.title = "Contacts"
-    wb.active.append(["Name", "Phone", "Owner"])
-    wb.create_sheet("Calls")
-    wb.save(path)
-    if vba is not None:  # a stand-in VBA part: openpyxl only has to carry it through
-        with zipfile.ZipFile(path, "a") as z:
-            z.writestr("xl/vbaProject.bin", vba)
+def book(tmp_path: Path, lang: str, rows: list[CallRow]) -> Path:
+    path = write_template(tmp_path / f"crm-{lang}.xlsx", lang)
+    FileBook(path).write_calls([r for r in rows if r.start is not None])
     return path
 
 
-@pytest.mark.parametrize("in_child", [False, True])
-def test_refresh_file_in_process_and_in_a_child_give_the_same_sheet(tmp_path, rows, in_child):
-    path = _crm(tmp_path / "crm.xlsm", vba=b"\xd0\xcf\x11\xe0fake-vba")
-    assert dashboard.refresh_file(path, rows, lang="en", today=TODAY, in_child=in_child)
-    back = openpyxl.load_workbook(path)
-    assert back.sheetnames == ["Contacts", "Calls", "Dashboard"]
-    cells = _sheet_rows(back["Dashboard"])
-    assert cells[3][:5] == ["Today", 4, 3, 1, 1] and cells[5][:5] == ["Last 30 days", 10, 7, 3, 5]
-    with zipfile.ZipFile(path) as z:
-        assert z.read("xl/vbaProject.bin") == b"\xd0\xcf\x11\xe0fake-vba"  # macros kept
-    assert not list(tmp_path.glob(".*.tmp"))
+def refresh(path: Path, journal: Journal, now: datetime | None = None) -> None:
+    FileBook(path).write_parts(dashboard.writer(dashboard.figures(journal, TODAY), now))
 
 
-def test_a_failing_child_is_a_clear_error_and_changes_nothing(tmp_path, rows):
-    path = tmp_path / "crm.xlsx"
-    path.write_bytes(b"PK\x03\x04 not really a workbook")
-    with pytest.raises(dashboard.DashboardFailed, match=r"\S"):
-        dashboard.refresh_file(path, rows, lang="en", today=TODAY, in_child=True)
-    assert path.read_bytes() == b"PK\x03\x04 not really a workbook"
-    assert not list(tmp_path.glob(".*.tmp"))
+def test_the_sheet_matches_a_recount_of_the_calls_sheet(tmp_path, rows, journal):
+    """The Dashboard's figures against an independent count of the Calls sheet itself."""
+    path = book(tmp_path, "en", rows)
+    refresh(path, journal)
+    refresh(path, journal)  # twice: nothing doubles
+    wb = openpyxl.load_workbook(path)
+    calls = list(wb["Calls"].iter_rows(min_row=2, values_only=True))
+    by_id = {c[0]: c for c in calls}
+    assert len(by_id) == len(calls)  # one row per call ID
+    monday = TODAY - timedelta(days=TODAY.weekday())
+    first = TODAY - timedelta(days=29)
+
+    def count(since, kind=None):
+        return sum(1 for c in calls if c[7] is not None and since <= c[7].date() <= TODAY
+                   and (kind is None or ((kind == "missed") == (c[2] == "missed")
+                        and (kind == "missed" or c[1] == kind))))
+
+    dash = {r[0]: r for r in wb["Dashboard"].iter_rows(values_only=True) if r and r[0]}
+    for label, since in (("Today", TODAY), ("This week", monday), ("Last 30 days", first)):
+        got = dash[label]
+        assert got[1] == count(since), label
+        assert got[3] == count(since, "outgoing") and got[4] == count(since, "missed")
+    assert dash["Waiting for a call back"][1] == 4
+    assert wb["Dashboard"]["A1"].font.name and wb["Dashboard"]["A1"].font.b
 
 
-def test_a_save_during_the_rebuild_wins(tmp_path, rows):
-    """Someone saves the book while the child builds: their copy stays, we retry later."""
-    path = _crm(tmp_path / "crm.xlsx")
+def test_the_books_language_names_the_sheet_and_its_labels(tmp_path, rows, journal):
+    path = book(tmp_path, "ru", rows)
+    refresh(path, journal)
+    wb = openpyxl.load_workbook(path)
+    assert "Сводка" in wb.sheetnames and "Dashboard" not in wb.sheetnames
+    ws = wb["Сводка"]
+    assert ws["A1"].value == "Сводка по звонкам" and ws["A4"].value == "Сегодня"
+    assert ws.column_dimensions["A"].width >= len("Ждут обратного звонка")  # fits RU labels
 
-    class SaveOnEnter:  # the Calls writer's lock, entered right after the build
-        def __enter__(self):
-            wb = openpyxl.load_workbook(path)
-            wb["Calls"]["A1"] = "theirs"
-            wb.save(path)
 
-        def __exit__(self, *exc):
-            return False
+def test_a_refresh_replaces_its_parts_and_touches_nothing_else(tmp_path, rows, journal):
+    path = book(tmp_path, "en", rows)
+    refresh(path, journal)
+    before = raw(path)
+    for _ in range(3):
+        refresh(path, journal, now=datetime(2026, 11, 26, 18, 0))
+    after = raw(path)
+    assert set(after) == set(before)  # no orphan drawings or charts pile up
+    ours = {n for n in after if n.startswith(("xl/charts/", "xl/drawings/"))
+            or n in ("xl/worksheets/sheet5.xml", "xl/worksheets/_rels/sheet5.xml.rels",
+                     "xl/styles.xml", "[Content_Types].xml")}
+    assert {n for n in after if after[n] != before[n]} <= ours
+    assert len([n for n in after if n.startswith("xl/charts/")]) == 3
 
-    assert not dashboard.refresh_file(path, rows, lang="en", today=TODAY,
-                                      commit_lock=SaveOnEnter(), in_child=True)  # fmt: skip
-    back = openpyxl.load_workbook(path)
-    assert back["Calls"]["A1"].value == "theirs" and "Dashboard" not in back.sheetnames
+
+def test_an_old_dashboard_in_another_language_is_renamed_not_doubled(tmp_path, rows, journal):
+    path = book(tmp_path, "ru", rows)
+    wb = openpyxl.load_workbook(path)
+    wb.create_sheet("Dashboard")  # made by an older version under an English locale
+    wb.save(path)  # (a new book of the test's)
+    refresh(path, journal)
+    names = openpyxl.load_workbook(path).sheetnames
+    assert names.count("Сводка") == 1 and "Dashboard" not in names
+
+
+def raw(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {i.filename: zf.read(i) for i in zf.infolist()}

@@ -162,11 +162,16 @@ def test_refresh_takes_contacts_from_the_open_book(tmp_path):
             agent.stop()
 
 
-def test_big_books_skip_the_openpyxl_dashboard_but_calls_still_flow(tmp_path, monkeypatch):
-    import pz_excel.agent as agent_module
-
-    monkeypatch.setattr(agent_module, "DASHBOARD_MAX_BYTES", 1000)  # every book is "big"
+def test_the_dashboard_follows_the_calls_of_a_running_agent(tmp_path):
     book = make_book(tmp_path / "crm.xlsx")
+
+    def today_calls() -> object:
+        wb = load_workbook(book, read_only=True)
+        try:
+            return wb["Dashboard"]["B4"].value if "Dashboard" in wb.sheetnames else None
+        finally:
+            wb.close()
+
     with ServerThread() as srv:
         cfg = AgentConfig(workbook=book, server=srv.url, phone="101", save_interval=0.05,
                           lang="en", dashboard_interval=0)
@@ -175,9 +180,8 @@ def test_big_books_skip_the_openpyxl_dashboard_but_calls_still_flow(tmp_path, mo
             wait_until(lambda: agent.client.state.kind == "connected", 10)
             srv.generate(2, {"From": "73430112233", "To": "101", "CallID": "730"})
             wait_until(lambda: "730" in calls_sheet(book), 5, "row written")
-            assert not agent.refresh_dashboard(force=True)
+            wait_until(lambda: today_calls() == 1, 5, "the Dashboard counts the call")
+            srv.generate(2, {"From": "73430112234", "To": "101", "CallID": "731"})
+            wait_until(lambda: today_calls() == 2, 5, "the Dashboard counts the next call")
         finally:
             agent.stop()
-    wb = load_workbook(book, read_only=True)
-    assert "Dashboard" not in wb.sheetnames
-    wb.close()

@@ -1,6 +1,6 @@
 """Workbook backends that keep the Calls sheet, behind one small interface.
 
-* ``filebook.FileBook`` — the .xlsx file on disk, through openpyxl (Excel closed);
+* ``filebook.FileBook`` — the .xlsx file on disk, written at the zip level (Excel closed);
 * ``livebook`` — the workbook open in Excel, through xlwings (written separately).
 
 The journal is the source of truth; a book only ever receives dirty rows
@@ -32,6 +32,19 @@ class BookLocked(Exception):
         super().__init__(text.en)
         self.text = text
         self.lock_path = lock_path
+
+    def __str__(self) -> str:
+        return str(self.text)
+
+
+class BookUnpatchable(Exception):
+    """The workbook cannot be written at the zip level (encrypted, strict OOXML, .xlsb,
+    markup we do not understand), and nothing else may rewrite it: rows wait in the
+    journal and the user is told once what to do. ``.text``: Text."""
+
+    def __init__(self, text: Text):
+        super().__init__(text.en)
+        self.text = text
 
     def __str__(self) -> str:
         return str(self.text)

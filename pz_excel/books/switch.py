@@ -106,6 +106,15 @@ class SwitchingBook:
     def existing_call_ids(self) -> set[str]:
         return self._current().existing_call_ids()
 
+    def write_parts(self, writer: Callable[[Any], None]) -> bool:
+        """Our other parts (the Dashboard) go into the file only: while Excel has the book
+        open the file is Excel's, and they wait until it is closed. True if written."""
+        book = self._current()
+        if book is self._live:
+            return False
+        book.write_parts(writer)
+        return True
+
     def prepare(self) -> None:
         """At start-up: give the file its Calls sheet now, unless Excel has the book."""
         book = self._current()

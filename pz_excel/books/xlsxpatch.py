@@ -49,27 +49,30 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from lxml import etree
 from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
 from openpyxl.utils.cell import column_index_from_string, get_column_letter, range_boundaries
 from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, to_excel
 
-from ..i18n import current_lang
+from ..i18n import Text, current_lang
 from ..schema import CALLS, WORDS, CallRow, Column, cell_text, word
-from .filebook import (
+from .cells import (
     DATE_FORMATS,
     FORMULA_START,
     HEADER_SCAN_ROWS,
     ID_KEYS,
     LINK_COLOR,
+    MAX_SHEET_LINKS,
     TEXT_KINDS,
-    _ChangedOnDisk,
-    _norm,
     is_web_link,
     safe_text,
 )
+from .cells import norm as _norm
+
+if TYPE_CHECKING:
+    from .package import Package
 
 log = logging.getLogger("pz_excel.books.xlsxpatch")
 
@@ -109,12 +112,21 @@ _PARSER = etree.XMLParser(
 )
 
 
+class _ChangedOnDisk(Exception):
+    """Someone saved the workbook while we were writing ours: read it again and redo."""
+
+
 class Unsupported(Exception):
     """Something the zip-level writer does not handle: the openpyxl path does it."""
 
 
-class NoCallsSheet(Unsupported):
-    """The book has no Calls sheet yet: openpyxl adds it (once)."""
+class FormulaInOurCell(Unsupported):
+    """A formula where the agent writes (Calls is ours): the user is asked to remove it
+    rather than have it overwritten, or the workbook's calculation chain go stale."""
+
+    def __init__(self, ref: str):
+        super().__init__(ref)
+        self.ref = ref
 
 
 class MissingColumns(Exception):
@@ -355,11 +367,14 @@ def write_zip(
     members: Sequence[Member],
     fresh: dict[str, NewPart],
     comment: bytes,
+    removed: set[str] | None = None,
 ) -> list[Member]:
     """A new zip at ``out_path``: members of ``src`` copied raw, those named in ``fresh``
-    written from their pieces (in place; new names at the end). Returns the new layout."""
+    written from their pieces (in place; new names at the end), those in ``removed`` left
+    out. Returns the new layout."""
     names = {m.name for m in members}
-    order: list[Member | NewPart] = [fresh.get(m.name, m) for m in members]
+    gone = removed or set()
+    order: list[Member | NewPart] = [fresh.get(m.name, m) for m in members if m.name not in gone]
     order += [part for name, part in fresh.items() if name not in names]
     if len(order) >= 0xFFFF:
         raise Unsupported("more than 65535 parts (ZIP64)")
@@ -1065,6 +1080,60 @@ class Styles:
             etree.SubElement(new, _Q + "name", val=val("name") or "")
         return self._add(self.font_keys, self.fonts, self.fonts_el, new)
 
+    def make(self, *, bold: bool = False, size: float | None = None, fill: str = "",
+             number_format: str = "", wrap: bool = False) -> int:  # fmt: skip
+        """A format for the sheets we own whole (Dashboard, a new Calls sheet): the book's
+        default font — named and sized, so no viewer falls back to a serif — made bold or
+        bigger, an optional solid ``fill`` (RRGGBB) and number format."""
+        key = ("make", bold, size, fill, number_format, wrap)
+        found = self.memo.get(key)
+        if found is not None:
+            return found
+        font = copy.deepcopy(self.fonts[0])
+        for child in list(font):
+            if child.tag in (_Q + "b", _Q + "sz") or (size and child.tag == _Q + "scheme"):
+                font.remove(child)
+        if bold:
+            font.insert(0, etree.Element(_Q + "b"))
+        base_size = self.fonts[0].find(_Q + "sz")
+        sz = size or (float(base_size.get("val") or 11) if base_size is not None else 11)
+        etree.SubElement(font, _Q + "sz", val=f"{sz:g}")
+        if font.find(_Q + "name") is None:
+            etree.SubElement(font, _Q + "name", val="Calibri")
+        xf = etree.Element(_Q + "xf", numFmtId="0", fontId="0", fillId="0", borderId="0",
+                           xfId="0")  # fmt: skip
+        self._set(xf, "fontId", str(self._add(self.font_keys, self.fonts, self.fonts_el,
+                                              font)), "applyFont")  # fmt: skip
+        if fill:
+            self._set(xf, "fillId", str(self._fill(fill)), "applyFill")
+        if number_format:
+            fmt_id = {"General": 0, "@": 49}.get(number_format)
+            if fmt_id is None:
+                fmt_id = self._numfmt_id(number_format)
+            self._set(xf, "numFmtId", str(fmt_id), "applyNumberFormat")
+        if wrap:
+            etree.SubElement(xf, _Q + "alignment", wrapText="1", vertical="center")
+            xf.set("applyAlignment", "1")
+        result = self._add(self.xf_keys, self.xfs, self.xfs_el, xf)
+        self.memo[key] = result
+        return result
+
+    def _fill(self, rgb: str) -> int:
+        fills = self.root.find(_Q + "fills")
+        if fills is None:  # CT_Stylesheet order: numFmts, fonts, fills, …
+            fills = etree.Element(_Q + "fills")
+            self.fonts_el.addnext(fills)
+            for pattern in ("none", "gray125"):  # the two fills every reader expects first
+                fill = etree.SubElement(fills, _Q + "fill")
+                etree.SubElement(fill, _Q + "patternFill", patternType=pattern)
+        items = list(fills.iterchildren(_Q + "fill"))
+        keys = {self._key(el): i for i, el in reversed(list(enumerate(items)))}
+        fill = etree.Element(_Q + "fill")
+        pattern = etree.SubElement(fill, _Q + "patternFill", patternType="solid")
+        etree.SubElement(pattern, _Q + "fgColor", rgb="FF" + rgb.upper())
+        etree.SubElement(pattern, _Q + "bgColor", indexed="64")
+        return self._add(keys, items, fills, fill)
+
     def xml(self) -> bytes:
         return _to_xml(self.root)
 
@@ -1128,8 +1197,10 @@ class CallsPatch:
         self.sheet_part = ""
         self.rels_part = ""
         self.styles_part = ""
-        self.rels_default = False  # [Content_Types] knows .rels: a new rels part needs no entry
         self.rels_new = False
+        self.created = False  # the Calls sheet is new (or was empty): ours from the start
+        self.links_full = False  # Excel's limit of links on a sheet reached (said once)
+        self.package: Package | None = None  # content types, workbook.xml, its rels, app.xml
         self._pkg: _Package | None = None
         self._next_layout: list[Member] | None = None
         self._rid = 0
@@ -1160,59 +1231,83 @@ class CallsPatch:
                 raise Unsupported(f"{part} is too large")
             return zf.read(info)
 
-        types = read("[Content_Types].xml")
-        if types is None:
+        if read("[Content_Types].xml") is None:
             raise Unsupported("no [Content_Types].xml")
-        self.rels_default = any(
-            (el.get("Extension") or "").lower() == "rels"
-            for el in _safe_xml(types, "[Content_Types].xml").iter(f"{{{CT_NS}}}Default")
-        )
         main = next((t for _i, kind, t, _m in self._rels(read, "") if kind.endswith(
             "/officeDocument")), None)  # fmt: skip
-        if main is None:
+        if main is None or read(main) is None:
             raise Unsupported("no workbook part")
-        wb_xml = read(main)
-        if wb_xml is None:
-            raise Unsupported("no workbook part")
-        wb = _safe_xml(wb_xml, main)
+        from .package import Package, rels_part_of  # built on this module's zip code
+
+        self.package = package = Package(read, set(pkg.by_name), main)
+        wb = package.workbook
         if wb.tag != _Q + "workbook":
             raise Unsupported("not a SpreadsheetML workbook (strict OOXML?)")
         pr = wb.find(_Q + "workbookPr")
         if pr is not None and pr.get("date1904") in ("1", "true"):
             self.epoch = MAC_EPOCH
         wb_rels = {rid: (kind, target) for rid, kind, target, _m in self._rels(read, main)}
-        names = {_norm(n) for n in CALLS.names}
-        target = None
-        for sheet in wb.iter(_Q + "sheet"):
-            if _norm(sheet.get("name")) in names:
-                rid = sheet.get(f"{{{REL_NS}}}id")
-                kind, target = wb_rels.get(rid or "", ("", None))
-                if not kind.endswith("/worksheet"):
-                    raise Unsupported("the Calls sheet is not a worksheet")
-                self.title = sheet.get("name") or ""
-                break
-        if target is None:
-            raise NoCallsSheet("no Calls sheet yet")
-        self.sheet_part = target
         self.styles_part = next((t for k, t in wb_rels.values() if k.endswith("/styles")), "")
-        sst_part = next((t for k, t in wb_rels.values() if k.endswith("/sharedStrings")), None)
-        data = read(target, MAX_PART)
-        if data is None:
-            raise Unsupported(f"{target} is missing")
-        folder, base = posixpath.split(target)
-        self.rels_part = posixpath.join(folder, "_rels", base + ".rels")
-        self._parse_sheet(data, lambda wanted: _shared_strings(zf, pkg, sst_part, wanted), lang)
-        del data  # the decompressed part: tens of MB, not needed any more
         styles = read(self.styles_part) if self.styles_part else None
         if styles is None:
             raise Unsupported("no styles part")
-        self.styles = Styles(self.styles_part, styles, self.lang)
-        self._parse_rels(read(self.rels_part, MAX_PART))
+        sheet = package.find(CALLS.names)
+        if sheet is not None and not wb_rels.get(sheet.rid, ("",))[0].endswith("/worksheet"):
+            raise Unsupported("the Calls sheet is not a worksheet")
+        sst_part = next((t for k, t in wb_rels.values() if k.endswith("/sharedStrings")), None)
+        data = read(sheet.part, MAX_PART) if sheet is not None else None
+        if sheet is not None and data is None:
+            raise Unsupported(f"{sheet.part} is missing")
+        if sheet is None or not _has_values(data):  # type: ignore[arg-type]
+            # No Calls sheet, or an empty one: ours to make (a new part, or the empty one's)
+            self.lang = _book_lang(package, lang)
+            self.styles = Styles(self.styles_part, styles, self.lang)
+            if sheet is None:
+                sheet = package.add_sheet(CALLS.title(self.lang),
+                                          package.free_name("xl/worksheets/sheet{}.xml"))
+            package.set_print_titles(sheet, "$1:$1")
+            data = self._new_sheet_xml()
+            self.created = True
+        self.title, self.sheet_part = sheet.title, sheet.part
+        self.rels_part = rels_part_of(self.sheet_part)
+        self._parse_sheet(data, lambda wanted: _shared_strings(zf, pkg, sst_part, wanted), lang)
+        del data  # the decompressed part: tens of MB, not needed any more
+        if self.styles is None:
+            self.styles = Styles(self.styles_part, styles, self.lang)
+        self._parse_rels(None if self.created else read(self.rels_part, MAX_PART))
         for table_part in self.table_parts:
             raw = read(table_part)
             if raw is not None:
                 self.tables.append(_Table(table_part, _safe_xml(raw, table_part)))
         self.prime()
+        package.rebind(self._member)
+
+    def _new_sheet_xml(self) -> bytes:
+        """A Calls sheet of ours: headers, widths, a frozen header row, a filter, and a
+        page setup that prints it landscape, one page wide, the header on every page."""
+        from .sheetxml import Grid, worksheet_xml
+
+        assert self.styles is not None
+        grid = Grid(frozen_rows=1)
+        for i, col in enumerate(CALLS.columns, start=1):
+            grid.put(1, i, col.header(self.lang), "head")
+            grid.widths[i] = col.width
+        grid.autofilter = f"A1:{get_column_letter(len(CALLS.columns))}1"
+        head = self.styles.make(bold=True)
+        return worksheet_xml(grid, lambda _name: head, self.epoch)
+
+    def _member(self, part: str) -> bytes | None:
+        """A small part of the workbook as it is on disk now (FileBook has checked that
+        the file is the one we parsed)."""
+        assert self._pkg is not None
+        name = self._pkg.by_name.get(part.lower())
+        if name is None:
+            return None
+        with zipfile.ZipFile(self.path) as zf:
+            info = zf.getinfo(name)
+            if info.file_size > MAX_SMALL_PART:
+                raise Unsupported(f"{part} is too large")
+            return zf.read(info)
 
     @staticmethod
     def _rels(read: Callable[[str], bytes | None], part: str
@@ -1467,7 +1562,7 @@ class CallsPatch:
             ref = f"{get_column_letter(idx)}{r}"
             old = cells.get(idx)
             if old is not None and re.search(rb"<f\b", old):
-                raise Unsupported(f"a formula in {ref}, a cell of ours")
+                raise FormulaInOurCell(ref)
             style = _cell_style(old) if old is not None else 0
             cell = self._cell(col, getattr(row, col.key), style, ref)
             if cell.kind == "t":
@@ -1528,7 +1623,20 @@ class CallsPatch:
         cell = self._text(url, style)
         old_link = self.links.get(ref)
         old_target = self._link_target(old_link) if old_link is not None else None
-        if is_web_link(url):
+        # Past Excel's limit of links on a sheet a new recording stays plain text (said
+        # once in the log): a file with more links is one Excel must "repair".
+        room = old_link is not None or len(self.links) < MAX_SHEET_LINKS
+        if is_web_link(url) and not room and not self.links_full:
+            self.links_full = True
+            log.warning("%s", Text(
+                f"the Calls sheet holds {MAX_SHEET_LINKS} recording links, the most Excel keeps "
+                "on one sheet: newer recordings are written as plain text. Rename the sheet "
+                "(e.g. “Calls 2026”) to start a new Calls sheet with links again",
+                f"на листе звонков {MAX_SHEET_LINKS} ссылок на записи — больше Excel на одном "
+                "листе не хранит: новые записи пишутся простым текстом. Переименуйте лист "
+                "(например, «Звонки 2026»), и начнётся новый лист звонков со ссылками",
+            ))  # fmt: skip
+        if is_web_link(url) and room:
             if old_link is None or old_target != url:
                 self._set_link(ref, url, old_link)
                 cell.style = self.styles.derive(cell.style, link=True)
@@ -1639,9 +1747,11 @@ class CallsPatch:
         """The whole new workbook at ``tmp`` (FileBook fsyncs and renames it).
 
         ``stamp`` is FileBook's (mtime, size, inode) of the file we parsed: the source is
-        checked against it once opened, so its raw bytes are the ones we indexed.
+        checked against it once opened, so its raw bytes are the ones we indexed. Parts
+        other writers put into ``package`` (the Dashboard) go into the same file.
         """
         assert self._pkg is not None and self.rels is not None and self.styles is not None
+        assert self.package is not None
         fresh: dict[str, NewPart] = {}
         level = self.level
         sheet = [Run.of(self.head.packed(level)), self.rows.run(level),
@@ -1655,8 +1765,8 @@ class CallsPatch:
             if self.rels_new and not len(self.rels):
                 pass  # nothing to relate: no new part
             else:
-                if self.rels_new and not self.rels_default:
-                    raise Unsupported("[Content_Types].xml has no entry for .rels parts")
+                if self.rels_new:
+                    self.package.ensure_rels_default()
                 name = self._stored(self.rels_part)
                 fresh[name] = NewPart(name, [Run.of(self.rels_head.packed(level)),
                                              self.rels.run(level),
@@ -1668,6 +1778,10 @@ class CallsPatch:
             if table.dirty:
                 name = self._stored(table.part)
                 fresh[name] = NewPart(name, [Run.of(pack(_to_xml(table.root), level))])
+        for part, data in self.package.fresh().items():
+            name = self._stored(part)
+            fresh[name] = NewPart(name, [Run.of(pack(data, level))])
+        removed = {self._stored(p) for p in self.package.removed()}
         with open(self.path, "rb") as src:
             st = os.fstat(src.fileno())
             if stamp is not None and (st.st_mtime_ns, st.st_size, st.st_ino) != stamp:
@@ -1677,7 +1791,8 @@ class CallsPatch:
                     src.seek(member.offset)
                     if src.read(4) != _LFH_SIG:
                         raise _ChangedOnDisk
-            self._next_layout = write_zip(tmp, src, self._pkg.members, fresh, self._pkg.comment)
+            self._next_layout = write_zip(tmp, src, self._pkg.members, fresh,
+                                          self._pkg.comment, removed)  # fmt: skip
 
     def _stored(self, part: str) -> str:
         assert self._pkg is not None
@@ -1690,6 +1805,9 @@ class CallsPatch:
             self._pkg.members = self._next_layout
             self._pkg.by_name = {m.name.lower(): m.name for m in self._next_layout}
             self._next_layout = None
+        if self.package is not None:
+            self.package.committed(set(self._pkg.by_name))
+        self.created = False
         self.styles.dirty = False
         self.rels_new = self.rels_new and not len(self.rels or ())
         for table in self.tables:
@@ -1698,6 +1816,25 @@ class CallsPatch:
         self.links.cool()
         if self.rels is not None:
             self.rels.cool()
+
+
+def _has_values(sheet_xml: bytes) -> bool:
+    """Does the worksheet hold any value (a header at least)?"""
+    start = sheet_xml.find(b"<sheetData")
+    stop = sheet_xml.find(b"</sheetData>", start)
+    return start >= 0 and stop >= 0 and _HAS_VALUE.search(sheet_xml, start, stop) is not None
+
+
+def _book_lang(package: Package, default: str | None) -> str:
+    """The language of a new sheet of ours: the one the book's other sheets speak."""
+    from ..schema import CONTACTS, MANAGERS, SETTINGS
+
+    titles = {_norm(s.title) for s in package.sheets()}
+    ru = sum(_norm(s.ru) in titles for s in (CONTACTS, MANAGERS, SETTINGS))
+    en = sum(_norm(s.en) in titles for s in (CONTACTS, MANAGERS, SETTINGS))
+    if ru != en:
+        return "ru" if ru > en else "en"
+    return default or current_lang()
 
 
 def _resolve(rels_part: str, target: str) -> str:
