@@ -310,6 +310,9 @@ def layout(fig: Figures, lang: str, now: datetime | None = None) -> tuple[Grid, 
         g.put(top + 2 + len(fig.waiting), 1,
               _t("more", lang, n=fig.waiting_total - len(fig.waiting)))
     g.widths = _widths(g)
+    for (r, _c), (_value, style) in g.cells.items():
+        if style == "head":  # header labels wrap on two lines
+            g.heights[r] = 30
     g.widths[CHART_COLS[0]] = 3  # a gap between the tables and the charts
     return g, charts, anchors
 

@@ -76,7 +76,8 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
             settings={"server": server.url, "phone": ME},
         )
         mine = next(c for c in people if c[2] == MANAGERS[0][0])  # owned by Anna (101)
-        dialled = next(c for c in people[20:] if c[2] == MANAGERS[0][0])  # for click-to-call
+        annas = [c for c in people if c[2] == MANAGERS[0][0] and c is not mine]
+        dialled = next((c for c in annas if people.index(c) >= 20), annas[-1])  # click-to-call
         boris = next(c for c in people if c[2] == MANAGERS[1][0])  # owned by Boris (102)
 
         def start_agent() -> Agent:
@@ -314,7 +315,8 @@ def _print_calls(book: Path, lang: str, console: Console) -> None:
     help="Where the demo workbook and its journal go.",
 )
 @click.option("--lang", type=click.Choice(["en", "ru"]), default=None)
-@click.option("--contacts", default=300, show_default=True, help="How many demo contacts.")
+@click.option("--contacts", default=300, show_default=True, type=click.IntRange(10, 1_000_000),
+              help="How many demo contacts.")
 def demo_command(directory: Path, lang: str | None, contacts: int) -> None:
     """Run the whole product on a built-in test connector with a scripted set of calls."""
     run_demo(directory.resolve(), lang or current_lang(), Console(), contacts)

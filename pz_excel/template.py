@@ -192,6 +192,13 @@ def _sheet(
 ) -> None:
     ws = wb.create_sheet(sheet.title(lang))
     ws.freeze_panes = "A2"  # the header row stays in view
+    # Printable: landscape, one page wide, the header row on top of every page.
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = "9"  # A4
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = "1:1"
     text_columns = {c.key for c in sheet.columns if c.kind == "phone"} | (text_columns or set())
     formats: list[str | None] = []
     for i, col in enumerate(sheet.columns, 1):

@@ -26,6 +26,7 @@ class Grid:
 
     cells: dict[tuple[int, int], tuple[Value, str]] = field(default_factory=dict)
     widths: dict[int, float] = field(default_factory=dict)
+    heights: dict[int, float] = field(default_factory=dict)  # points, for wrapped headers
     frozen_rows: int = 0  # rows kept at the top while scrolling
     autofilter: str = ""  # e.g. "A1:N1"
     landscape: bool = True
@@ -116,7 +117,9 @@ def worksheet_xml(
                      epoch)
             for c, value, style in sorted(rows[r], key=lambda item: item[0])
         )
-        out.append(f'<row r="{r}">{cells}</row>' if cells else "")
+        height = grid.heights.get(r)
+        tall = f' ht="{height:g}" customHeight="1"' if height else ""
+        out.append(f'<row r="{r}"{tall}>{cells}</row>' if cells else "")
     out.append("</sheetData>")
     if grid.autofilter:
         out.append(f'<autoFilter ref="{esc_attr(grid.autofilter)}"/>')
