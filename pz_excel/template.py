@@ -150,7 +150,7 @@ def _write(
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.xlsx")
     try:
         with open(tmp, "xb") as out:
-            wb.save(out)
+            wb.save(out)  # new book: the template we create
         os.replace(tmp, path)
     except PermissionError:
         raise UserError(

@@ -223,3 +223,25 @@ def test_an_old_dashboard_in_another_language_is_renamed_not_doubled(tmp_path, r
 def raw(path: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as zf:
         return {i.filename: zf.read(i) for i in zf.infolist()}
+
+
+def test_every_part_we_write_validates_against_the_ooxml_schemas(tmp_path, rows, journal):
+    from .ooxml_schema import validate
+
+    path = tmp_path / "crm.xlsx"
+    wb = openpyxl.Workbook()  # a book of the test's own, with no Calls sheet yet
+    wb.active.title = "Контакты"
+    wb.active.append(["Имя", "Телефон", "Ответственный"])
+    wb.save(path)
+    before = raw(path)
+    rows = [r for r in rows if r.start is not None]
+    rows[0].recording = "https://rec.example/1.mp3"  # a hyperlink and its relationship
+    FileBook(path).write_calls(rows)
+    refresh(path, journal)
+    after = raw(path)
+    written = [n for n in after if before.get(n) != after[n]]
+    assert {"xl/charts/chart1.xml", "xl/drawings/drawing1.xml", "[Content_Types].xml",
+            "xl/workbook.xml", "xl/_rels/workbook.xml.rels"} <= set(written)
+    for name in written:
+        assert validate(name, after[name]) == [], name
+    assert openpyxl.load_workbook(path).sheetnames == ["Контакты", "Звонки", "Сводка"]

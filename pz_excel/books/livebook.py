@@ -741,7 +741,7 @@ def build_vba_with_excel(
             for sheet in book.sheets:
                 if sheet.name in rename_sheets:
                     sheet.name = rename_sheets[sheet.name]
-            book.save(str(out))
+            book.save(str(out))  # new book: the add-in built from its template
         finally:
             book.close()
 
