@@ -27,7 +27,8 @@ A4_LANDSCAPE = (11.69, 8.27)  # inches
 
 
 def main() -> int:
-    missing = [t for t in ("soffice", "pdftoppm", "pdftotext", "pdfinfo") if shutil.which(t) is None]
+    tools = ("soffice", "pdftoppm", "pdftotext", "pdfinfo")
+    missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         print(f"missing: {', '.join(missing)} (apt-get install libreoffice-calc-nogui "
               "poppler-utils)", file=sys.stderr)

@@ -384,6 +384,15 @@ class Agent:
             self._calls_changed = True
             if self.on_rows_written is not None:
                 self.on_rows_written(written)
+        recreated = getattr(self.book, "take_recreated", None)
+        if recreated is not None and recreated():
+            again = self.journal.mark_all_unwritten()
+            if again:
+                log.warning("%s", Text(
+                    f"the Calls sheet was missing; writing all {again} calls of the journal back",
+                    f"листа звонков не было; записываем обратно все звонки журнала ({again})",
+                ))
+                self._wake.set()
         take = getattr(self.book, "take_handed_back", None)
         for call_id in take() if take else ():
             # Excel closed without saving rows written live: dirty again, so the file gets them

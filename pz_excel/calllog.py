@@ -54,6 +54,13 @@ ROW_TYPES = frozenset(
 )
 
 
+#: A call's plausible bounds. A value outside them is left out of the row (it stays, as
+#: received, in the journal's event log): a 3,000-year call or one dated 9999 would
+#: otherwise sit in the sheet and skew every sum on the Dashboard.
+MAX_DURATION = 7 * 24 * 3600
+MAX_YEAR = 2100
+
+
 def local_time(ts: int | None, tz: tzinfo | None = None) -> datetime | None:
     """Unix UTC seconds → naive local datetime, as Excel wants it (it has no time zones).
 
@@ -64,10 +71,12 @@ def local_time(ts: int | None, tz: tzinfo | None = None) -> datetime | None:
         return None
     try:
         if tz is None:
-            return datetime.fromtimestamp(ts)
-        return datetime.fromtimestamp(ts, tz).replace(tzinfo=None)
+            when = datetime.fromtimestamp(ts)
+        else:
+            when = datetime.fromtimestamp(ts, tz).replace(tzinfo=None)
     except (OverflowError, OSError, ValueError):
         return None
+    return when if when.year <= MAX_YEAR else None
 
 
 def _fill(current: str, new: str) -> str:
@@ -148,7 +157,9 @@ def _apply_history(row: CallRow, event: Event, *, now: datetime, tz: tzinfo | No
     row.extension = ext or row.extension
 
     duration = event.duration
-    if duration is not None and duration >= 0:
+    if duration is not None and not 0 <= duration <= MAX_DURATION:
+        duration = None
+    if duration is not None:
         row.duration = duration
     start, end = local_time(event.start, tz), local_time(event.end, tz)
     if start is None and end is not None and row.duration is not None:

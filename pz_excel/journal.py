@@ -131,6 +131,14 @@ def _digits(raw: str) -> str | None:
 _phones_normalize: Normalizer | None = None
 
 
+def _sql_int(value: object) -> int | None:
+    """An integer SQLite can hold, else None (the value stays in the JSON payload): a
+    30-digit event type must not roll back the transaction that stores the event."""
+    if isinstance(value, int) and -(2**63) <= value < 2**63:
+        return value
+    return None
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat(sep=" ") if value is not None else None
 
@@ -290,8 +298,8 @@ class Journal:
         cur = con.execute(
             "INSERT INTO log(at, kind, call_id, event_type, payload, raw) "
             "VALUES (?, 'event', ?, ?, ?, ?)",
-            (time.time(), event.call_id, event.type, json.dumps(attrs, ensure_ascii=False),
-             raw_frame),
+            (time.time(), event.call_id, _sql_int(event.type),
+             json.dumps(attrs, ensure_ascii=False), raw_frame),
         )  # fmt: skip
         return int(cur.lastrowid or 0)
 
@@ -412,7 +420,7 @@ class Journal:
                 row.call_id, row.direction, row.status, row.client_phone,
                 self._key(row.client_phone), row.contact, row.owner,
                 row.owner.strip().casefold(), row.extension, _iso(row.start), _iso(row.end),
-                row.duration, row.recording, row.line, int(bool(row.late)), time.time(),
+                _sql_int(row.duration), row.recording, row.line, int(bool(row.late)), time.time(),
             ),
         )  # fmt: skip
 
@@ -506,6 +514,11 @@ class Journal:
                 pairs,
             )
         )
+
+    def mark_all_unwritten(self) -> int:
+        """Every call is dirty again (the Calls sheet was recreated): all go out anew."""
+        return self._write(lambda con: con.execute(
+            "UPDATE calls SET written_version = 0 WHERE written_version > 0").rowcount)
 
     def _filters(
         self,

@@ -29,12 +29,12 @@ import glob
 import logging
 import os
 import threading
-import time
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..i18n import Text, UserError
+from ..instance import AlreadyRunning, InstanceLock
 from ..schema import CallRow
 from . import BookLocked, BookUnpatchable
 from .cells import HEADER_SCAN_ROWS
@@ -43,7 +43,12 @@ from .xlsxpatch import CallsPatch, FormulaInOurCell, MissingColumns, Unsupported
 log = logging.getLogger("pz_excel.books.filebook")
 
 SAVE_ATTEMPTS = 3
+#: How long a save waits for another writer of the same book (another agent) to finish.
+WRITER_WAIT = 30.0
 SUFFIXES = (".xlsx", ".xlsm", ".xltx", ".xltm")
+
+#: Where Linux keeps a file's POSIX ACLs (copied to the new file by every save).
+ACL_ATTRS = ("system.posix_acl_access",)
 
 Replace = Callable[[str, str], None]
 #: Builds our parts into the book's package before a save (the Dashboard's writer).
@@ -159,8 +164,8 @@ class FileBook:
         self._lock = threading.RLock()
         self._patch: CallsPatch | None = None
         self._stamp: Stamp | None = None
-        self._clean_stale_temps()
         self._refused: tuple[Stamp | None, BookUnpatchable] | None = None
+        self._recreated = False
         try:  # read now: a workbook without the right columns is a start-up error
             self._load()
         except (BookLocked, BookUnpatchable) as exc:  # retried with the first batch
@@ -192,6 +197,12 @@ class FileBook:
             log.info("%s", Text(f"{self.path.name}: Calls sheet added",
                                 f"{self.path.name}: лист «Звонки» добавлен"))
             return True
+
+    def take_recreated(self) -> bool:
+        """True once after we (re)created the Calls sheet: a sheet deleted while the agent
+        ran, or missing at start. The agent then writes every call of its journal back."""
+        recreated, self._recreated = self._recreated, False
+        return recreated
 
     def existing_call_ids(self) -> set[str]:
         with self._lock:
@@ -228,6 +239,17 @@ class FileBook:
     def _check_locks(self) -> None:
         for lock, app in lock_files(self.path):
             raise BookLocked(_locked_text(self.path, lock, app), str(lock))
+        try:
+            read_only = not self.path.stat().st_mode & 0o222
+        except OSError:
+            return
+        if read_only:  # the user made it read-only: respected, even where we could write
+            raise BookLocked(Text(
+                f"the workbook {self.path.name} is read-only; new calls wait in the journal "
+                "and are written once it is writable again",
+                f"книга {self.path.name} только для чтения; новые звонки ждут в журнале и "
+                "будут записаны, когда запись снова разрешат",
+            ))
 
     def _load(self) -> None:
         self._forget()
@@ -270,6 +292,7 @@ class FileBook:
                 raise refused from exc
             if self._stat() == before:
                 self._patch, self._stamp = patch, before
+                self._recreated = self._recreated or patch.created
                 return
         raise BookLocked(
             Text(
@@ -278,21 +301,15 @@ class FileBook:
             )
         )
 
-    def _clean_stale_temps(self) -> None:
-        """Temp files of a save that was killed halfway (an hour old: not a running save)."""
-        try:
-            for tmp in self.path.parent.glob(f".{glob.escape(self.path.name)}.*.pz-saving"):
-                if time.time() - tmp.stat().st_mtime > 3600:
-                    tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-
     # ------------------------------------------------------------------ writing
 
     def _save_with(self, edit: Callable[[CallsPatch], None]) -> None:
-        """Apply ``edit`` to the book read fresh if it changed, and save; redone on top of
-        a save someone else made meanwhile (their edits win, ours go on top)."""
-        with self._lock:
+        """Apply ``edit`` to the book (read again if it changed) and save, as the book's
+        only writer: every agent takes the book's lock file for the whole read-check-
+        write-rename, so no save can land between another's check and its rename. A
+        save someone else made meanwhile is read first (their rows kept, ours on top)."""
+        with self._lock, self._writer_lock():
+            self._remove_dead_temps()
             for _attempt in range(SAVE_ATTEMPTS):
                 self._check_locks()
                 try:
@@ -323,6 +340,31 @@ class FileBook:
                     f"книга {self.path.name} всё время меняется на диске; попробуем позже",
                 )
             )
+
+    def _writer_lock(self) -> InstanceLock:
+        """The lock file beside the book (every agent on this machine sees the same one)."""
+        lock = InstanceLock(self.path.with_name(f".{self.path.name}.pz-lock"))
+        try:
+            lock.acquire(wait=WRITER_WAIT)
+        except AlreadyRunning:
+            raise BookLocked(Text(
+                f"another program of ours is writing {self.path.name}; will try again",
+                f"в книгу {self.path.name} пишет другой агент; попробуем позже",
+            )) from None
+        except OSError as exc:  # a folder we may not create files in: the book is not ours
+            raise BookLocked(_denied_text(self.path, exc)) from exc
+        return lock
+
+    def _remove_dead_temps(self) -> None:
+        """Our temp files left by a writer that died mid-save (we hold the writer lock, so
+        no live save owns one), and the Dashboard temp file of versions before 0.2."""
+        name = glob.escape(self.path.name)
+        try:
+            for pattern in (f".{name}.*.pz-saving", f".{name}.dashboard.tmp"):
+                for tmp in self.path.parent.glob(pattern):
+                    tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def _save(self) -> None:
         """Temp file next to the book, fsync, check nobody saved meanwhile, atomic rename."""
@@ -366,6 +408,11 @@ def keep_owner_and_mode(original: Path, tmp: Path) -> None:
                 os.chown(tmp, st.st_uid, st.st_gid)
                 os.chmod(tmp, st.st_mode & 0o7777)  # chown may clear set-id bits
         except OSError:
+            pass
+    for attr in ACL_ATTRS:  # POSIX ACLs live in extended attributes
+        try:
+            os.setxattr(tmp, attr, os.getxattr(original, attr))
+        except (OSError, AttributeError):
             pass
 
 

@@ -106,6 +106,9 @@ class SwitchingBook:
     def existing_call_ids(self) -> set[str]:
         return self._current().existing_call_ids()
 
+    def take_recreated(self) -> bool:
+        return self._file is not None and self._file.take_recreated()
+
     def write_parts(self, writer: Callable[[Any], None]) -> bool:
         """Our other parts (the Dashboard) go into the file only: while Excel has the book
         open the file is Excel's, and they wait until it is closed. True if written."""

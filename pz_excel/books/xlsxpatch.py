@@ -1177,6 +1177,7 @@ class CallsPatch:
         self.lang = "en"
         self.title = ""
         self.header_row = 1
+        self.header_end = 1  # the header's last row: merged header cells may span several
         self.cols: dict[str, int] = {}
         self.width = 0
         self.index: dict[str, int] = {}
@@ -1413,14 +1414,29 @@ class CallsPatch:
         else:
             self.lang = lang or current_lang()
         self.header_row = header
+        self.header_end = self._merged_below(header)
+
+    def _merged_below(self, header: int) -> int:
+        """The last row of the header block: a header cell merged down over two rows
+        (a common two-line header) makes both rows the header's, never a call's."""
+        end = header
+        found = re.search(rb"<mergeCells\b.*?</mergeCells>", self.tail_pre.data, re.S)
+        for m in _REF_ATTR.finditer(found.group(0) if found else b""):
+            try:
+                _c1, top, _c2, bottom = range_boundaries(m.group(2).decode())
+            except (TypeError, ValueError):
+                continue
+            if top is not None and bottom is not None and top <= header <= bottom:
+                end = max(end, bottom)
+        return end
 
     def _index(self, data: bytes, pos: int, end: int, keys: list[int],
                row_at: Callable[[int], bytes], strings: Strings) -> None:  # fmt: skip
         """Call ID → row (the first row wins over a copy) and the last used row, from the
         rows in ``data[pos:end]`` (``row_at(i)``: the i-th row's XML)."""
-        last = self.header_row
+        last = self.header_end
         for i in range(len(keys) - 1, -1, -1):
-            if keys[i] <= self.header_row:
+            if keys[i] <= self.header_end:
                 break
             if _HAS_VALUE.search(row_at(i)):
                 last = keys[i]  # anything the user wrote below counts: never overwrite it
@@ -1430,7 +1446,7 @@ class CallsPatch:
         ids: list[tuple[int, str, object]] = []
         for n_raw, cattrs, inner in cell.findall(data, pos, end):
             n = int(n_raw)
-            if n <= self.header_row or not inner:
+            if n <= self.header_end or not inner:
                 continue
             ctype = _TYPE_ATTR.search(cattrs)
             kind, value = _cell_value(ctype.group(1) if ctype else b"", inner)
@@ -1524,7 +1540,8 @@ class CallsPatch:
         """Upsert ``rows`` by Call ID in memory (FileBook's ``_apply``)."""
         grew = False
         for row in rows:
-            r = self.index.get(row.call_id)
+            key = safe_text(row.call_id)  # as the cell holds it (Excel's length limit)
+            r = self.index.get(key)
             new = r is None
             if r is None:
                 self.last_row += 1
@@ -1532,7 +1549,7 @@ class CallsPatch:
                 grew = True
             self._write_row(r, row, new)
             if new:
-                self.index[row.call_id] = r
+                self.index[key] = r
         if grew:
             self._extend_ranges()
 
@@ -1545,7 +1562,7 @@ class CallsPatch:
         else:
             start, cell_list, other = b'<row r="%d">' % r, [], b""
         cells = dict(cell_list)
-        if new and r - 1 > self.header_row:  # a new row looks like the one above it
+        if new and r - 1 > self.header_end:  # a new row looks like the one above it
             above = self.rows.get(r - 1)
             if above is not None:
                 for col, cell in _row_cells(above)[1]:
