@@ -187,3 +187,37 @@ def test_absurd_values_are_stored_and_bounded(tmp_path):
         row = j.get_call("c1")
         assert row is not None and row.duration is None and (row.start is None or
                                                              row.start.year < 2100)
+
+
+def test_a_calls_sheet_deleted_while_the_agent_runs_gets_every_call_back(tmp_path):
+    from pz_excel.agent import Agent, AgentConfig
+    from pz_excel.testserver import ServerThread
+
+    from .conftest import wait_until
+    from .test_agent import calls_sheet, make_book
+
+    book = make_book(tmp_path / "crm.xlsx")
+
+    def ids() -> set[str]:
+        wb = load_workbook(book, read_only=True)
+        try:
+            return set(calls_sheet(book)) if "Calls" in wb.sheetnames else set()
+        finally:
+            wb.close()
+
+    with ServerThread() as srv:
+        cfg = AgentConfig(workbook=book, server=srv.url, phone="101", save_interval=0.05,
+                          lang="en", dashboard_interval=3600)
+        agent = Agent(cfg).start()
+        try:
+            wait_until(lambda: agent.client.state.kind == "connected", 10)
+            for cid in ("801", "802"):
+                srv.generate(2, {"From": "73430112233", "To": "101", "CallID": cid})
+            wait_until(lambda: {"801", "802"} <= ids(), 5, "first calls written")
+            wb = load_workbook(book)  # the user deletes the Calls sheet and saves (in Excel)
+            del wb["Calls"]
+            wb.save(book)
+            srv.generate(2, {"From": "73430112233", "To": "101", "CallID": "803"})
+            wait_until(lambda: {"801", "802", "803"} <= ids(), 10, "all calls back")
+        finally:
+            agent.stop()
