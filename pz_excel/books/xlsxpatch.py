@@ -1,5 +1,4 @@
-"""The Calls sheet written at the zip level: ``FileBook``'s fast path (openpyxl stays the
-fallback).
+"""The Calls sheet written at the zip level: how ``FileBook`` writes a user's workbook.
 
 An .xlsx is a zip of XML parts. Saving calls changes only the Calls worksheet part, its
 relationships (hyperlinks), the ``ref`` of its Excel table and, now and then, one style in
@@ -24,12 +23,15 @@ How a save stays cheap:
   a hyperlink. Styles follow FileBook's rules (a new row looks like the row above, "@" on
   phones and IDs, the quote prefix on text Excel would evaluate, the link font) and a style
   the book lacks is added to styles.xml;
+* a book without a Calls sheet (or with an empty one) gets ours: a new worksheet part and
+  its entries in the package (``package.Package``), written with the first save;
 * the new file: unchanged members copied raw (``copy_file_range`` where the OS has it),
-  changed parts written fresh, then FileBook's fsync + ``os.replace``.
+  changed parts written fresh — ours, and those other writers put into ``package`` (the
+  Dashboard) — then FileBook's fsync + ``os.replace``.
 
-Whatever this module does not understand (no Calls sheet yet, namespace prefixes, ZIP64,
-a formula in one of our cells…) raises ``Unsupported`` before anything is written, and
-FileBook takes the openpyxl path for that batch.
+Whatever this module does not understand (namespace prefixes, ZIP64, strict OOXML, a
+formula in one of our cells…) raises ``Unsupported`` before anything is written; FileBook
+then writes nothing at all (``BookUnpatchable``): no other writer may touch a user's book.
 """
 
 from __future__ import annotations
