@@ -26,6 +26,7 @@ from .calllog import CallMapper
 from .connector import ConnectionState, ConnectorClient, ConnectorError, TlsOptions
 from .contacts import ContactIndex, ContactsWatcher, build_index
 from .i18n import Text, UserError
+from .inbox import Inbox
 from .instance import AlreadyRunning, InstanceLock
 from .journal import Journal
 from .routing import Decision, decide
@@ -111,6 +112,7 @@ class Agent:
         self._calls_changed = False
         self._next_dashboard = 0.0
         self._book_io = threading.Lock()  # one writer of the book at a time
+        self.inbox = Inbox(on_stored=self._stored_late)
 
     @property
     def key(self) -> str:
@@ -198,8 +200,15 @@ class Agent:
         if self.book is not None:
             self.book.close()
         if self.journal is not None:
-            self.journal.record("state", {"agent": "stopped"})
-            self.journal.close()
+            journal = self.journal
+            self.inbox.retry()
+            self.inbox.store(lambda: journal.record("state", {"agent": "stopped"}))
+            if self.inbox.waiting:
+                log.error("%s", Text(
+                    f"stopping with {self.inbox.waiting} events not saved: {self.inbox.error}",
+                    f"остановка: не сохранено событий: {self.inbox.waiting} — "
+                    f"{self.inbox.error}"))
+            journal.close()
         self._lock.release()
 
     @property
@@ -259,15 +268,17 @@ class Agent:
             log.warning("%s", warning)
 
     def _on_decode_error(self, err: protocol.DecodeError) -> None:
-        if self.journal is not None:
-            self.journal.record("decode-error", {"reason": err.reason, "excerpt": err.excerpt})
+        journal = self.journal
+        if journal is not None:
+            self.inbox.store(lambda: journal.record(
+                "decode-error", {"reason": err.reason, "excerpt": err.excerpt}))
         log.warning("undecodable frame ignored: %s", err.reason)
 
     def _on_client_state(self, state: ConnectionState) -> None:
-        if self.journal is not None and not self._stopping.is_set():
-            self.journal.record(
-                "state", {"kind": state.kind, "text": state.text.en, "retry_in": state.retry_in}
-            )
+        journal = self.journal
+        if journal is not None and not self._stopping.is_set():
+            payload = {"kind": state.kind, "text": state.text.en, "retry_in": state.retry_in}
+            self.inbox.store(lambda: journal.record("state", payload))
         log.info("%s", state.text)
         if self.on_state is not None:
             self.on_state(state)
@@ -288,12 +299,15 @@ class Agent:
         if event.type == protocol.EventType.TRANSFER_REQUEST:
             self._answer_transfer(event)
             return
-        # One transaction: the event and the call row it changes can never disagree.
-        row = journal.apply_event(event, self.mapper)
+        # One transaction: the event and the call row it changes can never disagree. If the
+        # journal cannot be written, the store waits in the inbox (in order) and the caller
+        # is still served: the screen pop does not wait for the disk.
+        stored, row = self.inbox.store(lambda: journal.apply_event(event, self.mapper))
         if row is not None:
             self._wake.set()
-            if event.type == protocol.EventType.INCOMING and event.to == self.config.phone:
-                self._screen_pop(event)
+        if (row is not None or not stored) and event.type == protocol.EventType.INCOMING \
+                and event.to == self.config.phone:
+            self._screen_pop(event)
 
     def _answer_transfer(self, event: protocol.Event) -> None:
         assert self.journal is not None and self.client is not None
@@ -306,21 +320,16 @@ class Agent:
                 me=self.config.phone,
             )
         except BaseException:
-            self.journal.record_event(event)  # stored even when deciding failed
+            journal = self.journal
+            self.inbox.store(lambda: journal.record_event(event))  # kept even so
             raise
-        # The request and the decision are stored (one commit) before the answer is sent.
-        self.journal.record_event(
-            event,
-            then=(
-                "decision",
-                {
-                    "caller": decision.caller,
-                    "to": decision.to,
-                    "rule": decision.rule,
-                    "reason": decision.reason.en,
-                },
-            ),
-        )
+        # The request and the decision are stored (one commit) before the answer is sent;
+        # when the journal cannot be written they wait in the inbox, and the answer goes
+        # out all the same: journal first, never at the caller's cost.
+        journal = self.journal
+        decided = ("decision", {"caller": decision.caller, "to": decision.to,
+                                "rule": decision.rule, "reason": decision.reason.en})
+        self.inbox.store(lambda: journal.record_event(event, then=decided))
         future = self.client.transfer_async(event.call_id, decision.to)
         log.info(
             "%s",
@@ -340,11 +349,14 @@ class Agent:
     def _log_response(self, what: str, call_id: str, future: Any) -> None:
         if self.journal is None or self._stopping.is_set():
             return
+        journal = self.journal
         try:
             resp = future.result()
-            self.journal.record("response", {"request": what, "code": resp.code}, call_id=call_id)
+            self.inbox.store(lambda: journal.record(
+                "response", {"request": what, "code": resp.code}, call_id=call_id))
         except Exception as exc:  # noqa: BLE001 - a lost answer is logged, not fatal
-            self.journal.record("response", {"request": what, "error": str(exc)}, call_id=call_id)
+            failed = {"request": what, "error": str(exc)}
+            self.inbox.store(lambda: journal.record("response", failed, call_id=call_id))
 
     def _screen_pop(self, event: protocol.Event) -> None:
         """ "Incoming: name — company (owner)": a toast where there is one, the Excel status
@@ -372,6 +384,11 @@ class Agent:
                 pop(text, contact_row)
             except Exception as exc:  # noqa: BLE001 - a pop-up must never stop the log
                 log.debug("screen pop failed: %s", exc)
+
+    def _stored_late(self, result: object) -> None:
+        """A store that waited in the inbox went in: a changed call row goes to the book."""
+        if isinstance(result, CallRow):
+            self._wake.set()
 
     # ------------------------------------------------------------------ writing rows
 
@@ -434,6 +451,7 @@ class Agent:
             self._wake.clear()
             started = time.monotonic()
             try:
+                self.inbox.retry()
                 self._flush()
                 self.refresh_dashboard()
                 if locked_since is not None:
@@ -492,6 +510,8 @@ class Agent:
             "contacts": len(self.index),
             "warnings": [str(w) for w in self.index.warnings[:50]],
             "pending_rows": stats.get("dirty", 0),
+            "waiting_to_save": self.inbox.waiting,
+            "journal_error": str(self.inbox.status()) if self.inbox.status() else None,
             "book": getattr(self.book, "kind", "file"),
             "book_error": str(self.book_error) if self.book_error else None,
         }
@@ -504,13 +524,15 @@ class Agent:
         number = (number or "").strip()
         if not number:
             raise ApiError(400, Text("no number to call", "нет номера для звонка"))
-        self.journal.record("request", {"method": "Call", "to": number})
+        journal = self.journal
+        self.inbox.store(lambda: journal.record("request", {"method": "Call", "to": number}))
         try:
             resp = self.client.call(number, timeout=5.0)
         except ConnectorError as exc:
-            self.journal.record("response", {"request": "Call", "error": exc.text.en})
+            failed = {"request": "Call", "error": exc.text.en}
+            self.inbox.store(lambda: journal.record("response", failed))
             raise ApiError(503, exc.text) from exc
-        self.journal.record("response", {"request": "Call", "code": resp.code})
+        self.inbox.store(lambda: journal.record("response", {"request": "Call", "code": resp.code}))
         return resp
 
     def api_call(self, params: dict, body: dict) -> dict:

@@ -273,10 +273,11 @@ class Journal:
             con.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(con)
+                con.execute("COMMIT")  # may fail too (disk full): rolled back below
             except BaseException:
-                con.execute("ROLLBACK")
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
                 raise
-            con.execute("COMMIT")
             return result
 
     def _key(self, phone: str) -> str | None:
