@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -86,6 +87,36 @@ def _toast_library(title: str, text: str) -> bool:
     return True
 
 
+class Spawner:
+    """Starts toast processes, at most ``limit`` alive at once: a burst of ringing calls
+    must not start a PowerShell per call (each is ~60 MB); the rest fall back to Excel's
+    status bar."""
+
+    def __init__(self, limit: int = 2) -> None:
+        self.limit = limit
+        self._alive: list[subprocess.Popen] = []
+        self._lock = threading.Lock()
+
+    def spawn(self, argv: list[str], env: Mapping[str, str] | None = None) -> bool:
+        with self._lock:
+            self._alive = [p for p in self._alive if p.poll() is None]
+            if len(self._alive) >= self.limit:
+                return False
+            self._alive.append(subprocess.Popen(
+                argv,
+                env=dict(env) if env is not None else None,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
+                close_fds=True,
+            ))
+            return True
+
+
+_TOASTS = Spawner()
+
+
 def notify(title: str, text: str) -> bool:
     """Show a desktop notification without waiting for it; ``False`` if none was shown."""
     if sys.platform != "win32":
@@ -94,16 +125,7 @@ def notify(title: str, text: str) -> bool:
         if _toast_library(title, text):
             return True
         argv, env = toast_command(title, text)
-        subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),
-            close_fds=True,
-        )
-        return True
+        return _TOASTS.spawn(argv, env)
     except Exception as exc:  # noqa: BLE001 - a pop-up must never stop the call log
         log.debug("toast not shown: %s", exc)
         return False

@@ -221,3 +221,21 @@ def test_a_calls_sheet_deleted_while_the_agent_runs_gets_every_call_back(tmp_pat
             wait_until(lambda: {"801", "802", "803"} <= ids(), 10, "all calls back")
         finally:
             agent.stop()
+
+
+def test_toast_processes_are_bounded():
+    """On Windows each ringing call used to start a PowerShell toast, with no limit."""
+    import sys
+
+    from pz_excel.notify import Spawner
+
+    spawner = Spawner(limit=2)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]  # lives until killed
+    started = [spawner.spawn(sleeper) for _ in range(5)]
+    try:
+        assert started == [True, True, False, False, False]
+    finally:
+        for p in spawner._alive:
+            p.kill()
+            p.wait(10)
+    assert spawner.spawn([sys.executable, "-c", "pass"])  # room again once they are gone
