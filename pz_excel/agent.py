@@ -257,9 +257,9 @@ class Agent:
 
     def _on_contacts_reload(self, index: ContactIndex, error: Text | None) -> None:
         if error is not None:
-            log.warning(
-                "%s", Text("contacts not reloaded: ", "контакты не перечитаны: ").en + error.en
-            )
+            log.warning("%s", Text(
+                f"contacts not reloaded, the previous ones stay in use: {error.en}",
+                f"контакты не перечитаны, используются прежние: {error.ru}"))
         else:
             log.info(
                 "%s", Text(f"contacts loaded: {len(index)}", f"контакты загружены: {len(index)}")

@@ -1377,6 +1377,7 @@ class ContactsWatcher:
         self.last_error: Text | None = None
         self.reloads = 0  # indexes swapped in after the first
         self.skipped = 0  # file changes that left the contacts parts as they were
+        self._failed_fp: tuple = ()  # what a failed read saw: the same is not said again
         self._notify(self._index, None)
         self._thread: threading.Thread | None = None
         if start:
@@ -1432,12 +1433,16 @@ class ContactsWatcher:
                 self._failed(error)
             self._sig = None
             return error
+        fp = workbook_fingerprint(self.path)
         if not force:
-            fp = workbook_fingerprint(self.path)
             if fp and fp == self._index.fingerprint:
                 self._sig = sig  # only other sheets changed (e.g. our own Calls rows)
                 self.skipped += 1
                 return None
+            if fp and fp == self._failed_fp:
+                self._sig = sig  # the same broken sheets as last time: said once already
+                self.skipped += 1
+                return self.last_error
         started = time.monotonic()
         try:
             index = self._loader(self.path)
@@ -1456,8 +1461,10 @@ class ContactsWatcher:
         # Big books: do not spend more than about a third of the time re-reading.
         self._next_allowed = time.monotonic() + 2 * (time.monotonic() - started)
         if error is not None:
+            self._failed_fp = fp
             self._failed(error)
             return error
+        self._failed_fp = ()
         self._index = index  # the swap: readers see the old or the new, never a mix
         self.reloads += 1
         self.last_error = None
@@ -1466,7 +1473,8 @@ class ContactsWatcher:
 
     def _failed(self, error: Text) -> None:
         self.last_error = error
-        log.warning("contacts not reloaded, the previous ones stay in use: %s", error.en)
+        if self.on_reload is None:  # a listener (the agent) says it once, in its own words
+            log.warning("contacts not reloaded, the previous ones stay in use: %s", error.en)
         self._notify(self._index, error)
 
     def _notify(self, index: ContactIndex, error: Text | None) -> None:

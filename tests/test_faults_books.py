@@ -239,3 +239,32 @@ def test_toast_processes_are_bounded():
             p.kill()
             p.wait(10)
     assert spawner.spawn([sys.executable, "-c", "pass"])  # room again once they are gone
+
+
+def test_a_deleted_contacts_sheet_is_said_once_per_reload(tmp_path, caplog):
+    import logging
+
+    from pz_excel.agent import Agent, AgentConfig
+    from pz_excel.testserver import ServerThread
+
+    from .conftest import wait_until
+    from .test_agent import make_book
+
+    book = make_book(tmp_path / "crm.xlsx")
+    caplog.set_level(logging.WARNING)
+    with ServerThread() as srv:
+        agent = Agent(AgentConfig(workbook=book, server=srv.url, phone="101", lang="en",
+                                  save_interval=0.05)).start()
+        try:
+            wb = load_workbook(book)  # the user deletes Contacts and saves
+            del wb["Contacts"]
+            wb.save(book)
+            wait_until(lambda: agent.watcher.last_error is not None, 10, "reload tried")
+            skipped = agent.watcher.skipped
+            for cid in ("811", "812"):  # our own saves change the file: nothing new to say
+                srv.generate(2, {"From": "73430112233", "To": "101", "CallID": cid})
+            wait_until(lambda: agent.watcher.skipped > skipped, 10, "our save looked at")
+        finally:
+            agent.stop()
+    said = [r for r in caplog.records if "not reloaded" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]
