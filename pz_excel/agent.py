@@ -22,7 +22,7 @@ from .api import ApiError, LocalApi, running_agents
 from .books import BookLocked, BookUnpatchable, flush_dirty
 from .books.filebook import FileBook
 from .books.switch import SwitchingBook
-from .calllog import CallMapper
+from .calllog import CallMapper, is_new_call
 from .connector import ConnectionState, ConnectorClient, ConnectorError, TlsOptions
 from .contacts import ContactIndex, ContactsWatcher, build_index
 from .i18n import Text, UserError
@@ -302,7 +302,8 @@ class Agent:
         # One transaction: the event and the call row it changes can never disagree. If the
         # journal cannot be written, the store waits in the inbox (in order) and the caller
         # is still served: the screen pop does not wait for the disk.
-        stored, row = self.inbox.store(lambda: journal.apply_event(event, self.mapper))
+        stored, row = self.inbox.store(
+            lambda: journal.apply_event(event, self.mapper, reused=is_new_call))
         if row is not None:
             self._wake.set()
         if (row is not None or not stored) and event.type == protocol.EventType.INCOMING \

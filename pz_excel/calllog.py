@@ -79,6 +79,24 @@ def local_time(ts: int | None, tz: tzinfo | None = None) -> datetime | None:
     return when if when.year <= MAX_YEAR else None
 
 
+#: A call that ended this long ago and "starts" again under its ID is a new call: some
+#: PBXs reuse IDs (a counter that wraps, a restart that starts again from 1).
+REUSE_GAP = timedelta(hours=6)
+
+
+def is_new_call(current: CallRow, event: Event, now: datetime | None = None) -> bool:
+    """Does ``event`` belong to a new call that reuses ``current``'s ID?"""
+    if current.status not in FINAL or current.start is None:
+        return False
+    if event.type in (EventType.INCOMING, EventType.OUTGOING):  # ringing again
+        ended = current.end or current.start
+        return (now or datetime.now()) - ended > REUSE_GAP
+    if event.type == EventType.HISTORY:  # the record of another call entirely
+        start = local_time(event.start)
+        return start is not None and abs(start - current.start) > REUSE_GAP
+    return False
+
+
 def _fill(current: str, new: str) -> str:
     """Keep what we have, take the new value only where we had nothing."""
     return current or new

@@ -29,6 +29,7 @@ processes may read the file at the same time (WAL).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -48,7 +49,7 @@ log = logging.getLogger("pz_excel.journal")
 Normalizer = Callable[[str], str | None]
 Mapper = Callable[[CallRow | None, Event], CallRow | None]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: call_alias
 
 #: How often the background checkpointer copies the WAL into the database file.
 CHECKPOINT_INTERVAL = 1.0
@@ -92,6 +93,12 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE INDEX IF NOT EXISTS calls_key ON calls(client_key, started);
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started);
 CREATE INDEX IF NOT EXISTS calls_dirty ON calls(call_id) WHERE version > written_version;
+
+-- A call ID the connector reused for a new call: its events now go to call_id 'ID #n'.
+CREATE TABLE IF NOT EXISTS call_alias (
+    call_id TEXT PRIMARY KEY,
+    current TEXT NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS once (
     key   TEXT PRIMARY KEY,
@@ -442,7 +449,12 @@ class Journal:
             return self._get(self._db(), call_id)
 
     def apply_event(
-        self, event: Event, mapper: Mapper, raw_frame: str | None = None
+        self,
+        event: Event,
+        mapper: Mapper,
+        raw_frame: str | None = None,
+        *,
+        reused: Callable[[CallRow, Event], bool] | None = None,
     ) -> CallRow | None:
         """Log ``event`` and update its call row in ONE transaction.
 
@@ -456,7 +468,13 @@ class Journal:
             seq = self._insert_event(con, event, raw_frame)
             if not event.call_id:
                 return None
-            current = self._get(con, event.call_id)
+            found = con.execute("SELECT current FROM call_alias WHERE call_id = ?",
+                                (event.call_id,)).fetchone()
+            key = found[0] if found else event.call_id
+            current = self._get(con, key)
+            if current is not None and reused is not None and reused(current, event):
+                key = self._new_alias(con, event.call_id, seq)
+                current = None
             try:
                 new = mapper(current, event)
             except Exception as exc:  # noqa: BLE001 - the event itself must stay stored
@@ -469,6 +487,8 @@ class Journal:
                 return None
             if new is None or new == current:
                 return None
+            if new.call_id != key:
+                new = dataclasses.replace(new, call_id=key)
             self._upsert(con, new)
             return new
 
@@ -477,6 +497,24 @@ class Journal:
             log.error("event %s of call %s not mapped", event.type, event.call_id,
                       exc_info=failure[0])  # fmt: skip
         return result
+
+    @staticmethod
+    def _new_alias(con: sqlite3.Connection, call_id: str, seq: int) -> str:
+        """A new call under a reused ID gets a row of its own: 'ID #2', 'ID #3'…; the old
+        row stays as it was, and the reuse is flagged in the log and the journal."""
+        n = 2
+        while con.execute("SELECT 1 FROM calls WHERE call_id = ?",
+                          (f"{call_id} #{n}",)).fetchone():
+            n += 1
+        key = f"{call_id} #{n}"
+        con.execute("INSERT OR REPLACE INTO call_alias(call_id, current) VALUES (?, ?)",
+                    (call_id, key))
+        con.execute("INSERT INTO log(at, kind, call_id, payload) VALUES (?, 'reused', ?, ?)",
+                    (time.time(), call_id, json.dumps({"seq": seq, "row": key})))
+        log.warning("%s", Text(
+            f"the connector reused call ID {call_id} for a new call: it is written as {key}",
+            f"коннектор повторно выдал ID звонка {call_id} новому звонку: он записан как {key}"))
+        return key
 
     def reindex_phones(self) -> int:
         """Recompute every stored phone key (after the normaliser's rules changed)."""

@@ -268,3 +268,32 @@ def test_a_deleted_contacts_sheet_is_said_once_per_reload(tmp_path, caplog):
             agent.stop()
     said = [r for r in caplog.records if "not reloaded" in r.getMessage()]
     assert len(said) == 1, [r.getMessage() for r in said]
+
+
+def test_a_reused_call_id_keeps_both_calls(tmp_path):
+    import time as _time
+
+    from pz_excel.calllog import CallMapper, is_new_call
+
+    mapper = CallMapper(lookup=lambda _n: None, lang="en")
+    two_days_ago = int(_time.time()) - 2 * 86400
+    with Journal(tmp_path / "j.sqlite") as j:
+        def feed(etype: int, **attrs: str) -> None:
+            attrs = {"type": str(etype), "callID": "77", **attrs}
+            j.apply_event(Event(etype, "77", attrs), mapper, reused=is_new_call)
+
+        feed(2, **{"from": "73430112233", "to": "101"})  # the first call: rings…
+        feed(4, **{"from": "73430112233", "to": "101", "start": str(two_days_ago),
+                   "end": str(two_days_ago + 60), "duration": "60"})  # …and ended
+        feed(2, **{"from": "79120000000", "to": "101"})  # two days later, "77" rings again
+        feed(4, **{"from": "79120000000", "to": "101", "duration": "30"})
+        first, second = j.get_call("77"), j.get_call("77 #2")
+        assert first is not None and first.client_phone == "73430112233"
+        assert first.duration == 60
+        assert second is not None and second.client_phone == "79120000000"
+        assert second.duration == 30
+        assert [e["call_id"] for e in j.entries(kind="reused")] == ["77"]
+        path = calls_book(tmp_path / "crm.xlsx")
+        assert flush_dirty(j, FileBook(path)) == 2
+    ws = load_workbook(path)["Calls"]
+    assert sorted(str(ws.cell(r, 1).value) for r in (2, 3)) == ["77", "77 #2"]
