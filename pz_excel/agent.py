@@ -25,8 +25,9 @@ from .books.switch import SwitchingBook
 from .calllog import CallMapper, is_new_call
 from .connector import ConnectionState, ConnectorClient, ConnectorError, TlsOptions
 from .contacts import ContactIndex, ContactsWatcher, build_index
+from .eventpath import EventPath
 from .i18n import Text, UserError
-from .inbox import Inbox
+from .inbox import STORAGE_ERRORS, Inbox
 from .instance import AlreadyRunning, InstanceLock
 from .journal import Journal
 from .routing import Decision, decide
@@ -113,6 +114,7 @@ class Agent:
         self._next_dashboard = 0.0
         self._book_io = threading.Lock()  # one writer of the book at a time
         self.inbox = Inbox(on_stored=self._stored_late)
+        self.events: EventPath | None = None
 
     @property
     def key(self) -> str:
@@ -160,7 +162,9 @@ class Agent:
             header_login=cfg.header_login,
             on_decode_error=self._on_decode_error,
         )
-        self.client.subscribe(self._on_event)
+        self.events = EventPath(self.journal, self.inbox, apply=self._apply_event,
+                                answer=self._answer_transfer)
+        self.client.on_frame(self.events.on_frame)  # stored on the reading thread, first
         self.client.on_state(self._on_client_state)
         self._writer = threading.Thread(target=self._writer_loop, name="pz-writer", daemon=True)
         self._writer.start()
@@ -173,6 +177,7 @@ class Agent:
             journal=str(cfg.journal),
         )
         self.journal.record("state", {"agent": "started", "workbook": str(cfg.workbook)})
+        self.events.start()  # what a killed run stored but never applied goes in first
         self.client.start()
 
     def stop(self) -> None:
@@ -182,6 +187,8 @@ class Agent:
         self._stopping.set()
         if self.client is not None:
             self.client.stop()
+        if self.events is not None:
+            self.events.stop()  # what is still queued is in the journal: next start
         self._wake.set()
         if self._writer is not None:
             self._writer.join(timeout=30)
@@ -285,9 +292,7 @@ class Agent:
 
     # ------------------------------------------------------------------ the event path
 
-    def _on_event(self, event: protocol.Event) -> None:
-        journal = self.journal
-        assert journal is not None
+    def _seen(self, event: protocol.Event) -> None:
         self.last_event = {
             "type": event.type,
             "name": str(event.name),
@@ -296,14 +301,16 @@ class Agent:
             "to": event.to,
             "at": datetime.now().isoformat(timespec="seconds"),
         }
-        if event.type == protocol.EventType.TRANSFER_REQUEST:
-            self._answer_transfer(event)
-            return
-        # One transaction: the event and the call row it changes can never disagree. If the
-        # journal cannot be written, the store waits in the inbox (in order) and the caller
-        # is still served: the screen pop does not wait for the disk.
+
+    def _apply_event(self, event: protocol.Event, frame: int | None) -> None:
+        """``pz-events``: the event and the call row it changes, one transaction (they can
+        never disagree); when the journal cannot be written, the store waits in the inbox
+        (in order) and the screen pop does not wait for the disk."""
+        journal = self.journal
+        assert journal is not None
+        self._seen(event)
         stored, row = self.inbox.store(
-            lambda: journal.apply_event(event, self.mapper, reused=is_new_call))
+            lambda: journal.apply_event(event, self.mapper, reused=is_new_call, frame=frame))
         if row is not None:
             self._wake.set()
         if (row is not None or not stored) and event.type == protocol.EventType.INCOMING \
@@ -311,7 +318,9 @@ class Agent:
             self._screen_pop(event)
 
     def _answer_transfer(self, event: protocol.Event) -> None:
+        """``pz-transfers``: decide, store the request and the decision, answer."""
         assert self.journal is not None and self.client is not None
+        self._seen(event)
         try:
             decision = decide(
                 event.call_id,
@@ -473,6 +482,11 @@ class Agent:
             except UserError as exc:
                 self.book_error = exc.text
                 log.error("%s", exc.text)
+            except STORAGE_ERRORS as exc:  # the book was written, marking it failed: the
+                # rows go again (by Call ID, no doubles); said once, status has the rest
+                if not self.inbox.error:
+                    log.warning("%s", Text(f"the journal cannot be written: {exc}",
+                                           f"журнал не записывается: {exc}"))
             except Exception:
                 log.exception("writing the Calls sheet failed; rows stay in the journal")
             # Pace saves: never more often than once per interval under load.

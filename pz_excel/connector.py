@@ -420,6 +420,7 @@ class ConnectorClient:
         self._cond = threading.Condition(self._lock)
         self._ids = itertools.count()  # never reset: ids stay unique across reconnects
         self._subscribers: tuple[Callable[[protocol.Event], None], ...] = ()
+        self._frame_hook: Callable[[str, list[protocol.Event]], None] | None = None
         self._state_fns: tuple[Callable[[ConnectionState], None], ...] = ()
         self._message_fns: tuple[Callable[[Any], None], ...] = ()
         self._run: _Run | None = None
@@ -457,6 +458,12 @@ class ConnectorClient:
     def on_state(self, fn: Callable[[ConnectionState], None]) -> Callable[[], None]:
         """Receive every state change. Returns the unsubscribe function."""
         return self._add("_state_fns", fn)
+
+    def on_frame(self, fn: Callable[[str, list[protocol.Event]], None] | None) -> None:
+        """``fn(frame, events)`` runs on the reading thread for every message that holds
+        events, before they are dispatched: the agent stores the message there, so a
+        crash can lose nothing that was read. It must be quick and must not block."""
+        self._frame_hook = fn
 
     def on_message(
         self, fn: Callable[[protocol.Unknown | protocol.Request], None]
@@ -1037,7 +1044,17 @@ class ConnectorClient:
         return _Outcome(text, retry=info.retry, close=info)
 
     def _on_frame(self, run: _Run, conn: _Conn, data: bytes | str) -> None:
-        for msg in protocol.decode_frame(data):
+        messages = protocol.decode_frame(data)
+        hook = self._frame_hook
+        if hook is not None:
+            events = [m for m in messages if isinstance(m, protocol.Event)]
+            if events:  # on this (the reading) thread, before any event goes on
+                text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                try:
+                    hook(text, events)
+                except Exception:
+                    log.exception("connector frame hook failed")
+        for msg in messages:
             if isinstance(msg, protocol.Event):
                 run.queue.put(("event", msg))
             elif isinstance(msg, protocol.Response):

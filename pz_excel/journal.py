@@ -49,7 +49,7 @@ log = logging.getLogger("pz_excel.journal")
 Normalizer = Callable[[str], str | None]
 Mapper = Callable[[CallRow | None, Event], CallRow | None]
 
-SCHEMA_VERSION = 2  # 2: call_alias
+SCHEMA_VERSION = 3  # 2: call_alias; 3: frames
 
 #: How often the background checkpointer copies the WAL into the database file.
 CHECKPOINT_INTERVAL = 1.0
@@ -93,6 +93,17 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE INDEX IF NOT EXISTS calls_key ON calls(client_key, started);
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started);
 CREATE INDEX IF NOT EXISTS calls_dirty ON calls(call_id) WHERE version > written_version;
+
+-- Every connector message with events, stored as received on the thread that read it,
+-- before its events go anywhere: a crash loses none of them. ``applied`` once all its
+-- events are in the log and the calls table (the same transaction as the last of them).
+CREATE TABLE IF NOT EXISTS frames (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      REAL    NOT NULL,
+    raw     TEXT    NOT NULL,
+    applied INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS frames_open ON frames(seq) WHERE applied = 0;
 
 -- A call ID the connector reused for a new call: its events now go to call_id 'ID #n'.
 CREATE TABLE IF NOT EXISTS call_alias (
@@ -317,6 +328,7 @@ class Journal:
         raw_frame: str | None = None,
         *,
         then: tuple[str, dict] | None = None,
+        frame: int | None = None,
     ) -> int:
         """Append a received event (all attributes, unknown ones too); returns its seq.
 
@@ -324,20 +336,43 @@ class Journal:
         transaction, right after it (a transfer request and its decision: one commit
         while the caller waits, not two).
         """
-        if then is None:
-            return self._write(lambda con: self._insert_event(con, event, raw_frame))
-        kind, payload = then
-        text = json.dumps(payload, ensure_ascii=False, default=str)
+        text = json.dumps(then[1], ensure_ascii=False, default=str) if then else ""
 
         def insert(con: sqlite3.Connection) -> int:
             seq = self._insert_event(con, event, raw_frame)
-            con.execute(
-                "INSERT INTO log(at, kind, call_id, payload) VALUES (?, ?, ?, ?)",
-                (time.time(), kind, event.call_id, text),
-            )
+            if then is not None:
+                con.execute(
+                    "INSERT INTO log(at, kind, call_id, payload) VALUES (?, ?, ?, ?)",
+                    (time.time(), then[0], event.call_id, text),
+                )
+            if frame is not None:
+                con.execute("UPDATE frames SET applied = 1 WHERE seq = ?", (frame,))
             return seq
 
         return self._write(insert)
+
+    def record_frame(self, raw: str) -> int:
+        """Store a connector message as received (one commit); returns its seq."""
+        return self._write(lambda con: int(con.execute(
+            "INSERT INTO frames(at, raw) VALUES (?, ?)", (time.time(), raw)).lastrowid or 0))
+
+    def frame_applied(self, seq: int) -> None:
+        """A stored message none of whose events needs applying (only transfer requests,
+        handled on their own path) is done."""
+        self._write(lambda con: con.execute("UPDATE frames SET applied = 1 WHERE seq = ?",
+                                            (seq,)))
+
+    def open_frames(self, after: int = 0, up_to: int | None = None,
+                    limit: int = 500) -> list[tuple[int, str]]:
+        """Stored messages (seq > ``after``) whose events are not all applied, oldest first."""
+        sql = "SELECT seq, raw FROM frames WHERE applied = 0 AND seq > ?"
+        args: list[Any] = [after]
+        if up_to is not None:
+            sql += " AND seq <= ?"
+            args.append(up_to)
+        sql += " ORDER BY seq LIMIT ?"
+        with self._lock:
+            return list(self._db().execute(sql, [*args, limit]))
 
     def record(self, kind: str, payload: dict | str, call_id: str = "") -> int:
         """Append what we did: a request, a response, a decision, a state change."""
@@ -455,16 +490,21 @@ class Journal:
         raw_frame: str | None = None,
         *,
         reused: Callable[[CallRow, Event], bool] | None = None,
+        frame: int | None = None,
     ) -> CallRow | None:
         """Log ``event`` and update its call row in ONE transaction.
 
         So after a crash the log and the call state always agree. Returns the new row when
         the call changed (it is then dirty), else ``None`` (a duplicate, an SMS…). If the
         mapper fails, the event is still stored, with an ``error`` entry next to it.
+        ``frame``: the stored message this event is the last of (marked applied with it);
+        ``reused``: tells whether the event starts a new call under an old ID.
         """
         failure: list[BaseException] = []
 
         def work(con: sqlite3.Connection) -> CallRow | None:
+            if frame is not None:  # the last event of a stored message: it is done
+                con.execute("UPDATE frames SET applied = 1 WHERE seq = ?", (frame,))
             seq = self._insert_event(con, event, raw_frame)
             if not event.call_id:
                 return None
