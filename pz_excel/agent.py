@@ -276,9 +276,13 @@ class Agent:
 
     def _on_decode_error(self, err: protocol.DecodeError) -> None:
         journal = self.journal
-        if journal is not None:
-            self.inbox.store(lambda: journal.record(
-                "decode-error", {"reason": err.reason, "excerpt": err.excerpt}))
+        if journal is not None:  # the whole message is kept, as received, for a later look
+            def keep() -> None:
+                seq = journal.record_frame(err.raw or err.excerpt)
+                journal.frame_applied(seq)
+                journal.record("decode-error", {"reason": err.reason, "frame": seq})
+
+            self.inbox.store(keep)
         log.warning("undecodable frame ignored: %s", err.reason)
 
     def _on_client_state(self, state: ConnectionState) -> None:

@@ -61,7 +61,11 @@ LEGACY_CIPHERS = (
 
 _ABANDONED_KEEP = 64  # ids of timed-out requests remembered per connection
 _CLOSE_WAIT = 1.0  # how long a clean stop waits for the connector's close frame
-_MAX_MESSAGE = 1 << 20  # a fragmented message beyond this is a broken peer (frames: 64 KiB)
+#: A message (one frame, or its fragments together) beyond this is a broken peer: the
+#: connection is dropped before the payload is read, not grown in memory without bound.
+#: Up to it a message is read whole; over ``protocol.MAX_FRAME_BYTES`` (16 MiB) it reaches
+#: the caller as a ``DecodeError`` that keeps the raw frame.
+_MAX_MESSAGE = 2 * protocol.MAX_FRAME_BYTES
 
 
 # --------------------------------------------------------------------------- options
@@ -171,14 +175,28 @@ class ConnectorError(Exception):
 
 
 class Backoff:
-    """Reconnect delays: ``base`` doubling to ``cap``, with jitter.
+    """Reconnect delays, with jitter, by what the last attempt met.
+
+    * **refused** (nothing listens: a connector restarting; costs it nothing): retried
+      quickly, ``refused_base`` doubling to ``refused_cap`` (0.25 s → 1 s; never above
+      ``base``/``cap``), so a connector that is back is found within about a second;
+    * **any other failure** (accepted then dropped before or at login, a timeout, HTTP
+      503, a connection that dropped within ``stable_after`` of its login): ``base``
+      doubling to ``cap`` (0.5 s → 30 s);
+    * **a connection that was logged in** (up for ``stable_after`` seconds, 0.5 s: a
+      connector refuses a login at once, with HTTP 403 or a close right after the upgrade)
+      resets both sequences, so its drop is retried promptly (after one ``base`` delay).
+
+    And whatever the delays say, at most ``max_per_minute`` attempts that reached the
+    connector (TCP accepted, see :meth:`reached`) in any rolling minute: a connector that
+    accepts and drops is never hammered. ``None`` or 0: no cap.
 
     ``jitter``: ``"equal"`` (default: half the ceiling plus a random half, so a restarted
     connector is not hit by every client at once yet no client hammers it), ``"full"``
-    (random in [0, ceiling)) or ``"none"``. After a connection stayed up for
-    ``stable_after`` seconds the sequence starts again from ``base``; a connection that
-    drops at once keeps backing off. ``rand`` and ``clock`` are injectable for tests.
+    (random in [0, ceiling)) or ``"none"``. ``rand`` and ``clock`` are injectable for tests.
     """
+
+    WINDOW = 60.0  # seconds of the rolling attempt cap
 
     def __init__(
         self,
@@ -186,49 +204,87 @@ class Backoff:
         cap: float = 30.0,
         factor: float = 2.0,
         jitter: str = "equal",
-        stable_after: float = 60.0,
+        stable_after: float = 0.5,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        refused_base: float = 0.25,
+        refused_cap: float = 1.0,
+        max_per_minute: int | None = 30,
     ):
         if jitter not in ("equal", "full", "none"):
             raise ValueError(f"jitter must be 'equal', 'full' or 'none', not {jitter!r}")
         if base <= 0 or cap < base or factor < 1:
             raise ValueError("backoff needs 0 < base <= cap and factor >= 1")
+        if refused_base <= 0 or refused_cap < refused_base:
+            raise ValueError("backoff needs 0 < refused_base <= refused_cap")
         self.base, self.cap, self.factor = base, cap, factor
         self.jitter, self.stable_after = jitter, stable_after
+        self.refused_base = min(refused_base, base)
+        self.refused_cap = min(refused_cap, cap)
+        self.max_per_minute = max_per_minute or None
         self._rand, self._clock = rand, clock
         self._attempt = 0
+        self._refused = 0
         self._up_since: float | None = None
+        self._reached: deque[float] = deque(maxlen=self.max_per_minute)
 
     @property
     def attempt(self) -> int:
-        """Failures since the last reset."""
+        """Failures (other than refused connects) since the last reset."""
         return self._attempt
 
     def ceiling(self, attempt: int) -> float:
         return min(self.cap, self.base * self.factor ** min(attempt, 64))
 
+    def refused_ceiling(self, attempt: int) -> float:
+        return min(self.refused_cap, self.refused_base * self.factor ** min(attempt, 64))
+
+    def reached(self) -> None:
+        """A TCP connection to the connector was made: it counts toward the per-minute cap
+        (refused connects do not), and the connector listens again."""
+        self._refused = 0
+        if self.max_per_minute is not None:
+            self._reached.append(self._clock())
+
     def connected(self) -> None:
-        """A connection is up: a reset follows if it stays up for ``stable_after``."""
+        """The upgrade succeeded: a reset follows if it stays up for ``stable_after``."""
         self._up_since = self._clock()
 
     def reset(self) -> None:
         self._attempt = 0
+        self._refused = 0
         self._up_since = None
 
-    def next_delay(self) -> float:
-        """The wait before the next attempt (call once per failure)."""
-        if self._up_since is not None and self._clock() - self._up_since >= self.stable_after:
-            self._attempt = 0
+    def next_delay(self, refused: bool = False) -> float:
+        """The wait before the next attempt (call once per failure or drop); ``refused``:
+        the connect was refused (nothing listens)."""
+        now = self._clock()
+        if self._up_since is not None and now - self._up_since >= self.stable_after:
+            self.reset()  # it was logged in: its drop is retried promptly
         self._up_since = None
-        ceiling = self.ceiling(self._attempt)
-        self._attempt += 1
+        if refused:
+            ceiling = self.refused_ceiling(self._refused)
+            self._refused += 1
+        else:
+            ceiling = self.ceiling(self._attempt)
+            self._attempt += 1
         r = min(max(float(self._rand()), 0.0), 1.0)
         if self.jitter == "full":
-            return ceiling * r
-        if self.jitter == "equal":
-            return ceiling / 2 + ceiling / 2 * r
-        return ceiling
+            delay = ceiling * r
+        elif self.jitter == "equal":
+            delay = ceiling / 2 + ceiling / 2 * r
+        else:
+            delay = ceiling
+        return max(delay, self._capped_until(now) - now)
+
+    def _capped_until(self, now: float) -> float:
+        """When the next attempt may reach the connector without passing the cap."""
+        cap = self.max_per_minute
+        if cap is None or len(self._reached) < cap:
+            return now
+        oldest = self._reached[0]  # the deque holds the last ``cap`` attempts
+        return max(now, oldest + self.WINDOW)
 
 
 # --------------------------------------------------------------------------- internals
@@ -242,6 +298,7 @@ class _Outcome:
     retry: bool
     close: protocol.CloseInfo | None = None
     by_user: bool = False
+    refused: bool = False  # the connect was refused: nothing listens (Backoff's fast lane)
 
 
 class _Stopped(Exception):
@@ -294,7 +351,9 @@ class _Conn:
         self.fragments.append(data)
         self.fragments_size += len(data)
         if self.fragments_size > _MAX_MESSAGE:
-            raise websocket.WebSocketProtocolException("fragmented message too big")
+            raise websocket.WebSocketProtocolException(
+                f"fragmented message over the {_MAX_MESSAGE}-byte limit"
+            )
         if not frame.fin:
             return None
         message, self.fragments = b"".join(self.fragments), None
@@ -338,6 +397,26 @@ class _Run:
 
 
 _END = object()  # dispatch queue sentinel
+
+
+def _limit_frame_size(ws: websocket.WebSocket, limit: int) -> None:
+    """Refuse a frame whose header announces more than ``limit`` bytes before its payload
+    is read. websocket-client itself reads any announced length (up to 2**63) into memory;
+    its frame buffer reads the payload through ``recv`` once ``length`` is known."""
+    buffer = getattr(ws, "frame_buffer", None)
+    recv = getattr(buffer, "recv", None)
+    if buffer is None or recv is None or not hasattr(buffer, "length"):
+        return  # another websocket-client layout: the fragment limit still holds
+
+    def guarded(bufsize: int) -> bytes:
+        length = buffer.length
+        if length is not None and length > limit:
+            raise websocket.WebSocketProtocolException(
+                f"a frame of {length} bytes is over the {limit}-byte limit"
+            )
+        return recv(bufsize)
+
+    buffer.recv = guarded
 
 
 def _hard_shutdown(sock: socket.socket | None) -> None:
@@ -737,7 +816,7 @@ class ConnectorClient:
                 if not outcome.retry or not self._reconnect:
                     final = outcome
                     break
-                delay = self._backoff.next_delay()
+                delay = self._backoff.next_delay(refused=outcome.refused)
                 self._publish(
                     run,
                     RETRYING,
@@ -835,6 +914,7 @@ class ConnectorClient:
         parts = urlsplit(self._settings.url)
         host, port = parts.hostname or "", parts.port or protocol.DEFAULT_PORT
         sock = self._tcp_connect(run, host, port)
+        self._backoff.reached()  # counts toward the attempts-per-minute cap
         with self._lock:
             run.live_sock = sock
         if run.stopping.is_set():
@@ -860,6 +940,7 @@ class ConnectorClient:
             try:
                 # redirect_limit=0: a redirect would open a socket behind our pin check.
                 ws.connect(target, socket=sock, header=headers, redirect_limit=0)
+                _limit_frame_size(ws, _MAX_MESSAGE)
             except websocket.WebSocketException:
                 resp = ws.handshake_response  # set only when the answer was a redirect
                 if resp is not None and resp.status != 101:
@@ -1136,7 +1217,9 @@ class ConnectorClient:
             )
             return _Outcome(text, retry=False)
         if isinstance(exc, ConnectionRefusedError):
-            return _Outcome(_t("connection refused", "в подключении отказано"), retry=True)
+            return _Outcome(
+                _t("connection refused", "в подключении отказано"), retry=True, refused=True
+            )
         if isinstance(exc, socket.gaierror):
             return _Outcome(
                 _t(f"server name {host!r} not found", f"имя сервера {host!r} не найдено"),

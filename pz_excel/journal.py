@@ -56,6 +56,7 @@ CHECKPOINT_INTERVAL = 1.0
 #: The commit path still checkpoints past this many WAL pages (~40 MB): a safety net for a
 #: checkpointer that cannot keep up (a reader holding an old snapshot), never the rule.
 COMMIT_CHECKPOINT_PAGES = 10_000
+WAL_SIZE_LIMIT = 8 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -216,6 +217,9 @@ class Journal:
             con.execute("PRAGMA busy_timeout=10000")
             if wal:
                 con.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
+                # After a checkpoint the WAL file is cut back to this: on a small disk the
+                # journal's footprint stays bounded, not at its busiest second's high mark.
+                con.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._migrate(con)
         except sqlite3.DatabaseError as exc:
             con.close()

@@ -16,22 +16,31 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, TreeBuilder
 from xml.sax.saxutils import escape, quoteattr
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import ParseError, fromstring
+from defusedxml.ElementTree import DefusedXMLParser, ParseError
 
 from .i18n import Text
 
 DEFAULT_PORT = 10150
 MAX_PASSWORD_LENGTH = 32
-MAX_FRAME_BYTES = 64 * 1024
+#: The largest frame the decoder takes (payload as sent: base64 over ``ws://``, raw XML over
+#: ``wss://``). Generous: one message may carry thousands of events (PROTOCOL.md), a
+#: 3,000-event message is about 0.6 MB. Bigger frames give a ``DecodeError`` (raw kept).
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+#: Element nesting the decoder accepts (frame wrapper not counted). Real messages nest 3
+#: deep (``Response/Data/Client``); deeper XML is refused as a ``DecodeError``, so nothing
+#: downstream (serialising an unknown element) can recurse without bound.
+MAX_XML_DEPTH = 64
 #: ``PzProtocolVersion`` login value of the current JS SDK and the Diagnostic console.
 LOGIN_PROTOCOL_VERSION = 2
 #: ``<ProtocolVersion>`` of requests: the SDK-style client sends 1, Diagnostic sends 2.
@@ -506,10 +515,17 @@ class Unknown:
 
 @dataclass(frozen=True)
 class DecodeError:
-    """A frame that could not be decoded, and why. The decoder never raises."""
+    """A frame that could not be decoded (wholly or in part), and why. The decoder never
+    raises.
+
+    ``excerpt`` is a short start of the frame, for log lines; ``raw`` is the whole frame as
+    received (bytes decoded as UTF-8 with replacement), for a journal: what was not
+    understood is kept, not lost. ``raw`` is left out of ``repr`` (it may be megabytes).
+    """
 
     reason: str
     excerpt: str = ""
+    raw: str = field(default="", repr=False)
 
 
 Message = Event | Response | Request | Unknown | DecodeError
@@ -519,18 +535,24 @@ _EXCERPT = 80
 
 
 def _excerpt(frame: str | bytes) -> str:
-    text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+    # Cut before decoding: a frame may be megabytes long.
+    head = frame[: _EXCERPT + 1] if isinstance(frame, str) else frame[: 4 * _EXCERPT + 4]
+    text = head if isinstance(head, str) else bytes(head).decode("utf-8", "replace")
     return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "…"
+
+
+def _too_big(size: int, frame: str | bytes) -> DecodeError:
+    return DecodeError(f"frame larger than {MAX_FRAME_BYTES} bytes ({size})", _excerpt(frame))
 
 
 def frame_to_xml(frame: str | bytes) -> str | DecodeError:
     """Frame payload → XML text. Raw XML (starts with ``<``) is taken as is on any
     transport, since base64 never starts with ``<``; anything else must be base64."""
-    if len(frame) > MAX_FRAME_BYTES:
-        return DecodeError(
-            f"frame larger than {MAX_FRAME_BYTES} bytes ({len(frame)})", _excerpt(frame)
-        )
+    if len(frame) > MAX_FRAME_BYTES:  # characters <= bytes: no need to encode to know
+        return _too_big(len(frame), frame)
     raw = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else bytes(frame)
+    if len(raw) > MAX_FRAME_BYTES:
+        return _too_big(len(raw), frame)
     body = raw.strip(b"\r\n\t \x00")
     if not body:
         return DecodeError("empty frame")
@@ -622,13 +644,53 @@ def _request(elem: Element) -> Request:
     )
 
 
+class _TooDeep(Exception):
+    pass
+
+
+class _DepthLimitedBuilder(TreeBuilder):
+    """ElementTree's builder that refuses nesting deeper than ``limit`` as it parses."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self._limit = limit
+        self._depth = 0
+
+    def start(self, tag: Any, attrs: Any) -> Element:
+        self._depth += 1
+        if self._depth > self._limit:
+            raise _TooDeep
+        return super().start(tag, attrs)
+
+    def end(self, tag: Any) -> Element:
+        self._depth -= 1
+        return super().end(tag)
+
+
+def _parse_tree(body: str) -> Element:
+    """``body`` inside one wrapper element, parsed by expat in one pass (linear time):
+    no DTD, no entity declarations, no external entities (defusedxml), bounded depth."""
+    parser = DefusedXMLParser(
+        target=_DepthLimitedBuilder(MAX_XML_DEPTH + 1),  # +1: the wrapper
+        forbid_dtd=True,
+        forbid_entities=True,
+        forbid_external=True,
+    )
+    parser.feed("<pz-frame>")
+    parser.feed(body)
+    parser.feed("</pz-frame>")
+    return parser.close()
+
+
 def parse_xml(text: str) -> list[Message]:
     """XML text (one or several top-level elements) → messages. Never raises."""
     if "<!DOCTYPE" in text or "<!ENTITY" in text:
         return [DecodeError("XML with a DTD or entities is refused", _excerpt(text))]
     body = _XML_DECL.sub("", text, count=1)
     try:
-        root = fromstring(f"<pz-frame>{body}</pz-frame>", forbid_dtd=True)
+        root = _parse_tree(body)
+    except _TooDeep:
+        return [DecodeError(f"XML nested deeper than {MAX_XML_DEPTH} levels", _excerpt(text))]
     except (ParseError, DefusedXmlException, ValueError) as exc:
         return [DecodeError(f"frame is not well-formed XML: {exc}", _excerpt(text))]
     except RecursionError:
@@ -644,15 +706,30 @@ def parse_xml(text: str) -> list[Message]:
 def decode_frame(frame: str | bytes) -> list[Message]:
     """One text frame (either transport) → its messages, or one ``DecodeError``.
 
-    Never raises: a client must survive any garbage a server sends (PROTOCOL.md §2).
+    Never raises: a client must survive any garbage a server sends (PROTOCOL.md §2). Every
+    ``DecodeError`` returned carries the whole frame in ``raw`` (one shared string), so a
+    frame that could not be decoded whole can still be kept by the caller.
     """
     try:
         xml = frame_to_xml(frame)
-        if isinstance(xml, DecodeError):
-            return [xml]
-        return parse_xml(xml)
+        messages = [xml] if isinstance(xml, DecodeError) else parse_xml(xml)
     except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
-        return [DecodeError(f"internal decoder error: {type(exc).__name__}: {exc}")]
+        messages = [DecodeError(f"internal decoder error: {type(exc).__name__}: {exc}")]
+    if any(isinstance(m, DecodeError) for m in messages):
+        raw = _raw_text(frame)
+        messages = [
+            dataclasses.replace(m, raw=raw) if isinstance(m, DecodeError) else m for m in messages
+        ]
+    return messages
+
+
+def _raw_text(frame: str | bytes) -> str:
+    if isinstance(frame, str):
+        return frame
+    try:
+        return bytes(frame).decode("utf-8", "replace")
+    except (TypeError, ValueError):  # not a frame at all: "never raises" still holds
+        return ""
 
 
 # --------------------------------------------------------------------------- closing

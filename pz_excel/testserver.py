@@ -464,6 +464,20 @@ class ServerThread:
 
         return self._call(work)
 
+    def send_raw(self, frame: str, guid: str | None = None) -> int:
+        """Send one text frame exactly as given (no encoding, no routing, no history) to
+        every connected client, or to ``guid`` only: for tests of what a connector may
+        send, e.g. many events in one message, or an oversize or broken frame. Returns the
+        number of clients it was queued for, in order after what they were sent before."""
+
+        def work() -> int:
+            sessions = [s for s in self._sessions() if guid is None or s.guid == guid]
+            for session in sessions:
+                session.queue.put_nowait(frame)
+            return len(sessions)
+
+        return self._call(work)
+
     def clients(self) -> list[dict[str, str]]:
         """The GetClients rows: id, ip, type, GUID, Connected, PhoneNumber (as strings)."""
         with self._lock:

@@ -637,7 +637,8 @@ def test_stop_is_clean_and_restartable(server, make_client):
 
 def test_backoff_sequence_caps_and_resets_after_a_stable_minute():
     now = [0.0]
-    b = Backoff(rand=lambda: 1.0, clock=lambda: now[0], jitter="full")
+    # stable_after given: the default is now 0.5 s (tests/test_faults_connector.py).
+    b = Backoff(rand=lambda: 1.0, clock=lambda: now[0], jitter="full", stable_after=60.0)
     assert [b.next_delay() for _ in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
 
     b.connected()

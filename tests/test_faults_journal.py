@@ -21,12 +21,12 @@ pytestmark = pytest.mark.fault
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 16 MB tmpfs (CI runs as root; elsewhere the test says why it cannot run)."""
+    """A 64 MB tmpfs (CI runs as root; elsewhere the test says why it cannot run)."""
     mount = tmp_path / "disk"
     mount.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
