@@ -9,7 +9,10 @@ Sections (``--only`` picks some):
   tutorials' linear scan, and the contacts index built from an .xlsx (bench_routing);
 * ``journal`` — events stored per second, next to plain SQLite inserts;
 * ``sheet`` — Calls sheet save cost and lag against the log's size, the zip-level writer
-  and the openpyxl path side by side, and the lag-vs-log plot;
+  and an openpyxl baseline side by side, and the lag-vs-log plot;
+* ``dashboard`` — one Dashboard refresh (figures from the journal, sheet and charts written
+  at the zip level) on a book of 1 M contacts with 100 k calls, next to an openpyxl
+  whole-book load and save;
 * ``agent`` — type 1 → Transfer on the wire with 1 M contacts at 1 / 50 / 500 requests/s,
   the local API's Call round trip, a contacts re-read after an edit, the agent's RSS over
   100 k calls.
@@ -36,7 +39,7 @@ from typing import Any
 
 import click
 
-SECTIONS = ("routing", "journal", "sheet", "agent")
+SECTIONS = ("routing", "journal", "sheet", "dashboard", "agent")
 
 
 def _machine() -> dict[str, Any]:
@@ -70,6 +73,10 @@ def _section(name: str, quick: bool, out: Callable[[str], None], plot: Path | No
         from . import bench_sheet
 
         return bench_sheet.run(quick=quick, out=out, plot_path=plot)
+    if name == "dashboard":
+        from . import bench_dashboard
+
+        return bench_dashboard.run(quick=quick, out=out)
     from . import bench_agent
 
     return bench_agent.run(quick=quick, out=out)

@@ -181,9 +181,10 @@ class FileBook:
         self._save_with(lambda patch: patch.apply(rows))
         return len(rows)
 
-    def write_parts(self, writer: PartsWriter) -> None:
+    def write_parts(self, writer: PartsWriter) -> bool:
         """Put our parts (``writer`` edits the package: the Dashboard) and save once."""
         self._save_with(writer)
+        return True
 
     def ensure_calls_sheet(self) -> bool:
         """Save a new Calls sheet now if the book had none; True if it did. The agent calls
