@@ -658,8 +658,10 @@ class Agent:
 
     def api_missed(self, params: dict, body: dict) -> dict:
         assert self.journal is not None
-        rows = self.journal.missed_not_called_back(owner=params.get("owner") or None)
-        return {"count": len(rows), "calls": [_row_json(r) for r in rows[:200]]}
+        owner = params.get("owner") or None
+        rows = self.journal.missed_not_called_back(owner=owner, limit=200)
+        count = self.journal.count_missed_not_called_back(owner=owner)
+        return {"count": count, "calls": [_row_json(r) for r in rows]}
 
     def api_refresh(self, params: dict, body: dict) -> dict:
         assert self.watcher is not None

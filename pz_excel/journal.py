@@ -40,6 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from . import summaries
 from .i18n import Text, UserError
 from .protocol import Event
 from .schema import CallRow
@@ -49,7 +50,7 @@ log = logging.getLogger("pz_excel.journal")
 Normalizer = Callable[[str], str | None]
 Mapper = Callable[[CallRow | None, Event], CallRow | None]
 
-SCHEMA_VERSION = 3  # 2: call_alias; 3: frames
+SCHEMA_VERSION = 4  # 2: call_alias; 3: frames; 4: summaries
 
 #: How often the background checkpointer copies the WAL into the database file.
 CHECKPOINT_INTERVAL = 1.0
@@ -249,8 +250,13 @@ class Journal:
             con.execute("BEGIN IMMEDIATE")
             try:
                 # One by one (executescript would commit): all of the schema or none of it.
-                for statement in _SCHEMA.split(";"):
+                for statement in (_SCHEMA + ";" + summaries.SCHEMA).split(";"):
                     if statement.strip():
+                        con.execute(statement)
+                for statement in summaries.TRIGGERS:
+                    con.execute(statement)
+                if version < 4:  # a journal from before the running sums: add them up once
+                    for statement in summaries.BACKFILL:
                         con.execute(statement)
                 con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 con.execute("COMMIT")
@@ -646,60 +652,38 @@ class Journal:
         with self._lock:
             return int(self._db().execute(f"SELECT count(*) FROM calls{where}", args).fetchone()[0])
 
-    #: Calls whose latest outgoing call to the same client started at or after them were
-    #: called back. One pass over outgoing calls (grouped), then a join: the correlated
-    #: NOT EXISTS it replaces could not use an index and took minutes at 100 k calls.
-    _CALLED_BACK = """
-        WITH back AS (SELECT coalesce(client_key, client_phone) AS k, max(started) AS last_out
-                      FROM calls WHERE direction = 'outgoing' GROUP BY k)
-        SELECT {cols} FROM calls m
-        LEFT JOIN back ON back.k = coalesce(m.client_key, m.client_phone)
-        WHERE m.status = 'missed' AND m.direction = 'incoming' AND m.client_phone != ''
-          AND m.started IS NOT NULL AND (back.last_out IS NULL OR back.last_out < m.started)
-          {where}
-    """
-
-    def missed_not_called_back(self, owner: str | None = None) -> list[CallRow]:
+    def missed_not_called_back(self, owner: str | None = None,
+                               limit: int | None = None) -> list[CallRow]:
         """Missed incoming calls with no later outgoing call to the same client, newest first.
 
         "Same client" is the normalised phone (the raw text when it does not normalise),
-        so ``+7 343 011-22-33`` called back as ``83430112233`` counts.
+        so ``+7 343 011-22-33`` called back as ``83430112233`` counts. Read through the
+        running sums (``summaries.client_waiting``): only waiting clients' calls are read.
         """
         cols = ", ".join("m." + c.strip() for c in _CALL_COLS.split(","))
-        where = "AND m.owner_key = ?" if owner is not None else ""
-        sql = self._CALLED_BACK.format(cols=cols, where=where)
-        sql += " ORDER BY m.started DESC, m.rowid DESC"
-        args = [owner.strip().casefold()] if owner is not None else []
+        key = owner.strip().casefold() if owner is not None else None
         with self._lock:
-            return [_row(r) for r in self._db().execute(sql, args)]
+            return [_row(r) for r in summaries.missed_calls(self._db(), cols, key, limit)]
+
+    def count_missed_not_called_back(self, owner: str | None = None) -> int:
+        key = owner.strip().casefold() if owner is not None else None
+        with self._lock:
+            return int(summaries.missed_calls(self._db(), "count(*)", key)[0][0])
 
     def waiting_clients(self, limit: int) -> tuple[int, list[tuple[str, str, str, datetime, int]]]:
-        """Clients whose missed calls nobody returned: how many, and the newest ``limit``
-        of them as (phone, contact, owner, last missed, times missed). The phone, contact
-        and owner are those of the client's latest missed call."""
-        cols = ("coalesce(m.client_key, m.client_phone) AS client, m.client_phone, m.contact, "
-                "m.owner, max(m.started) AS last, count(*)")
-        sql = self._CALLED_BACK.format(cols=cols, where="")
-        sql += " GROUP BY client ORDER BY last DESC"
+        """Clients whose missed calls nobody returned (``missed_not_called_back``'s rule):
+        how many, and the newest ``limit`` of them as (phone, contact, owner, last missed,
+        times missed), from the running sums (``summaries``)."""
         with self._lock:
-            found = self._db().execute(sql).fetchall()
-        out = [(phone, contact, owner, _dt(last), n)
-               for _k, phone, contact, owner, last, n in found[:limit]]
-        return len(found), out  # type: ignore[return-value]
+            total, rows = summaries.waiting(self._db(), limit)
+        return total, [(p, c, o, _dt(last), n) for p, c, o, last, n in rows]  # type: ignore[misc]
 
     def call_tallies(self, since: datetime, until: datetime) -> list[tuple]:
-        """(day 'YYYY-MM-DD', direction, status, owner, calls, talk seconds) for the calls
-        started in [since, until), one row per group: what the Dashboard adds up. Talk time
-        counts answered calls' plausible durations (under ~4 months) only."""
-        sql = """
-            SELECT substr(started, 1, 10), direction, status, owner, count(*),
-                   sum(CASE WHEN status != 'missed' AND duration > 0 AND duration < 10000000
-                            THEN duration ELSE 0 END)
-            FROM calls WHERE started >= ? AND started < ?
-            GROUP BY 1, 2, 3, 4
-        """
+        """(day 'YYYY-MM-DD', direction, status, owner, calls, talk seconds) for the days
+        in [since, until), from the running sums (``summaries``): what the Dashboard adds
+        up. Talk time counts answered calls' plausible durations (under ~4 months) only."""
         with self._lock:
-            return self._db().execute(sql, (_iso(since), _iso(until))).fetchall()
+            return summaries.tallies(self._db(), since, until)
 
     # ------------------------------------------------------------------ PZ_CALL once-keys
 
