@@ -113,7 +113,8 @@ class Agent:
         self._calls_changed = False
         self._next_dashboard = 0.0
         self._book_io = threading.Lock()  # one writer of the book at a time
-        self.inbox = Inbox(on_stored=self._stored_late)
+        self.inbox = Inbox(on_stored=self._stored_late,
+                           on_failing=lambda text: notify.notify("Простые Звонки", str(text)))
         self.events: EventPath | None = None
 
     @property

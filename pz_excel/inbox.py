@@ -37,8 +37,10 @@ Store = Callable[[], Any]
 class Inbox:
     """Runs stores now when it can, later (in order) when it cannot."""
 
-    def __init__(self, limit: int = LIMIT, on_stored: Callable[[Any], None] | None = None):
+    def __init__(self, limit: int = LIMIT, on_stored: Callable[[Any], None] | None = None,
+                 on_failing: Callable[[Text], None] | None = None):
         self.limit = limit
+        self._on_failing = on_failing  # told once per episode (the agent shows a toast)
         self._waiting: deque[Store] = deque()
         self._lock = threading.Lock()
         self._on_stored = on_stored  # told each late store's result (a changed call row)
@@ -105,11 +107,17 @@ class Inbox:
 
     def _failing(self, exc: BaseException) -> None:
         self.error = _reason(exc)
-        log.error("%s", Text(
+        text = Text(
             f"the journal cannot be written ({self.error}): calls are still answered, and "
             "events wait in memory until it can be written again",
             f"журнал не записывается ({self.error}): звонки по-прежнему обрабатываются, "
-            "события ждут в памяти, пока запись не станет возможной"))
+            "события ждут в памяти, пока запись не станет возможной")
+        log.error("%s", text)
+        if self._on_failing is not None:
+            try:
+                self._on_failing(text)
+            except Exception:  # telling the user must not lose the event
+                log.debug("could not tell the user", exc_info=True)
 
 
 def _reason(exc: BaseException) -> str:
