@@ -61,30 +61,30 @@ def _machine() -> dict[str, Any]:
 
 def _section(name: str, quick: bool, out: Callable[[str], None], plot: Path | None) -> dict:
     if name == "routing":
-        from . import bench_routing
+        from bench import bench_routing
 
         # quick: the index build from the 10 k book, which the other sections share
         return bench_routing.run(quick=quick, out=out, file_size=10_000 if quick else None)
     if name == "journal":
-        from . import bench_journal
+        from bench import bench_journal
 
         return bench_journal.run(quick=quick, out=out)
     if name == "sheet":
-        from . import bench_sheet
+        from bench import bench_sheet
 
         return bench_sheet.run(quick=quick, out=out, plot_path=plot)
     if name == "dashboard":
-        from . import bench_dashboard
+        from bench import bench_dashboard
 
         return bench_dashboard.run(quick=quick, out=out)
-    from . import bench_agent
+    from bench import bench_agent
 
     return bench_agent.run(quick=quick, out=out)
 
 
 def run(quick: bool, out_path: Path, plot: Path, only: tuple[str, ...]) -> int:
     """Run the sections in order, print as they go, write the JSON; 1 if one crashed."""
-    from .bench_agent import isolate_home
+    from bench.bench_agent import isolate_home
 
     isolate_home()
     started = time.perf_counter()

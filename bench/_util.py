@@ -46,7 +46,7 @@ def contacts_workbook(n: int, *, shared_strings: bool = False, seed: int = 1) ->
     the agent's own saves produce); ``True``: text moved to a shared-string table, as
     Excel saves it.
     """
-    from pz_excel.template import write_contacts_fast
+    from pz_excel.books.template import write_contacts_fast
 
     inline = cache_dir() / f"contacts-{n}-s{seed}-v{CACHE_VERSION}.xlsx"
     if not inline.exists():
@@ -71,7 +71,7 @@ _MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 def to_shared_strings(src: Path, dst: Path) -> Path:
     """Rewrite an openpyxl workbook the way Excel stores text: every inline string of every
     worksheet becomes an index into ``xl/sharedStrings.xml`` (UTF-8, de-duplicated)."""
-    from pz_excel.contacts import _unescape_many
+    from pz_excel.crm.contacts import _unescape_many
 
     strings: dict[str, int] = {}
 
@@ -125,7 +125,7 @@ def to_shared_strings(src: Path, dst: Path) -> Path:
 _CHILD = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from pz_excel.contacts import load_index
+from pz_excel.crm.contacts import load_index
 t1 = time.perf_counter()
 index = load_index(sys.argv[1])
 t2 = time.perf_counter()

@@ -41,7 +41,7 @@ from typing import Any
 
 import psutil
 
-from ._util import contacts_workbook, percentile
+from bench._util import contacts_workbook, percentile
 
 TARGET_E2E_P99_S = 5e-3
 _SENT_1 = re.compile(r"Event sent: type = 1, callID = (\S+),")
@@ -97,7 +97,7 @@ def _callers(phones: list[str], count: int, rng: random.Random) -> list[str]:
 
 
 def _phones(path: Path, limit: int = 200_000) -> list[str]:
-    from pz_excel.contacts import load_index
+    from pz_excel.crm.contacts import load_index
 
     index = load_index(path)
     return [c.phone.split(",")[0].strip() for c in index.contacts[: min(len(index), limit)]]
@@ -151,7 +151,7 @@ class AgentProcess:
         self.workbook = workbook
 
     def wait_ready(self, server: Any, timeout: float) -> float:
-        from pz_excel.api import running_agents
+        from pz_excel.agent.api import running_agents
 
         def up() -> bool:
             if self.proc.poll() is not None:
@@ -163,7 +163,7 @@ class AgentProcess:
         return time.perf_counter() - self.started
 
     def journal(self) -> Path:
-        from pz_excel.api import running_agents
+        from pz_excel.agent.api import running_agents
 
         return Path(next(a.journal for a in running_agents() if a.pid == self.proc.pid))
 
@@ -174,7 +174,7 @@ class AgentProcess:
         """``graceful``: POST /stop (final save included); else SIGTERM then SIGKILL."""
         if self.proc.poll() is None and graceful:
             try:
-                from pz_excel.api import ApiClient
+                from pz_excel.agent.api import ApiClient
 
                 ApiClient.discover(phone="101", timeout=5.0).post("/stop", {})
                 self.proc.wait(60)
@@ -216,8 +216,8 @@ class RssSampler:
 
 def bench_transfers(contacts: int, phases: list[tuple[float, int]], api_calls: int,
                     folder: Path, *, variant: str) -> dict:  # fmt: skip
-    from pz_excel.api import ApiClient
-    from pz_excel.testserver import ServerThread
+    from pz_excel.agent.api import ApiClient
+    from pz_excel.tools.testserver import ServerThread
 
     path = folder / f"e2e-{contacts}-{variant}.xlsx"
     shutil.copy(contacts_workbook(contacts), path)
@@ -308,7 +308,7 @@ def _journal_counts(path: Path) -> tuple[int, int]:
 
 def bench_memory(calls: int, folder: Path, *, variant: str, rate: float = 1000.0,
                  settle: float = 10.0, restart: bool = True) -> dict:  # fmt: skip
-    from pz_excel.testserver import ServerThread
+    from pz_excel.tools.testserver import ServerThread
 
     path = folder / f"memory-{variant}.xlsx"
     shutil.copy(contacts_workbook(10_000), path)
@@ -408,7 +408,7 @@ def _contacts_part(path: Path) -> str:
 
 def _edited_copy(src: Path, dst: Path, new_phone: str) -> str:
     """``src`` with the first contact's phone changed, other parts copied raw."""
-    from pz_excel.books.xlsxpatch import NewPart, Run, pack, read_layout, write_zip
+    from pz_excel.xlsx.zipio import NewPart, Run, pack, read_layout, write_zip
 
     part = _contacts_part(src)
     with zipfile.ZipFile(src) as z:
@@ -425,9 +425,9 @@ def _edited_copy(src: Path, dst: Path, new_phone: str) -> str:
 
 def bench_reread(contacts: int, folder: Path) -> dict:
     from pz_excel.books.filebook import FileBook
-    from pz_excel.contacts import ContactsWatcher
-    from pz_excel.routing import decide
-    from pz_excel.schema import CallRow
+    from pz_excel.crm.contacts import ContactsWatcher
+    from pz_excel.crm.routing import decide
+    from pz_excel.crm.schema import CallRow
 
     path = folder / "watched.xlsx"
     shutil.copy(contacts_workbook(contacts), path)

@@ -38,7 +38,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ._util import contacts_workbook
+from bench._util import contacts_workbook
 
 TARGET_REFRESH_S = 0.200
 BASELINE_CAP_S = 120.0
@@ -66,7 +66,7 @@ def owner_labels(managers: list[tuple[str, str]], rng: random.Random) -> list[st
 def journal_calls(m: int, now: datetime, managers: list[tuple[str, str]], seed: int = 5
                   ) -> list[Any]:  # fmt: skip
     """``m`` finished calls over the last 30 days (working hours, none in the future)."""
-    from pz_excel.schema import CallRow
+    from pz_excel.crm.schema import CallRow
 
     rng = random.Random(seed)
     owners = owner_labels(managers, rng)
@@ -173,11 +173,11 @@ def openpyxl_refresh(path: Path, fig: Any, cap: float = BASELINE_CAP_S) -> dict:
 
 
 def bench_refresh(contacts: int, calls: int, refreshes: int, folder: Path) -> dict:
-    from pz_excel import dashboard
-    from pz_excel.books import flush_dirty
+    from pz_excel.agent import dashboard
+    from pz_excel.agent.journal import Journal
+    from pz_excel.agent.writer import flush_dirty
     from pz_excel.books.filebook import FileBook
-    from pz_excel.contacts import load_index
-    from pz_excel.journal import Journal
+    from pz_excel.crm.contacts import load_index
 
     setup = time.perf_counter()
     path = folder / f"dashboard-{contacts}.xlsx"

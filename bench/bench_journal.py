@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pz_excel.calllog import CallMapper
-from pz_excel.journal import Journal
-from pz_excel.protocol import Event
-from pz_excel.testserver import build_event
+from pz_excel.agent.calllog import CallMapper
+from pz_excel.agent.journal import Journal
+from pz_excel.protocol.codec import Event
+from pz_excel.tools.testserver import build_event
 
 FULL_EVENTS = 50_000
 QUICK_EVENTS = 5_000

@@ -22,11 +22,10 @@ import random
 import time
 from collections.abc import Callable
 
-from pz_excel.contacts import build_index
-from pz_excel.routing import decide, linear_scan_decide
-from pz_excel.template import DEMO_MANAGERS, _demo_rows
-
-from ._util import contacts_workbook, fmt_us, load_in_child, percentile
+from bench._util import contacts_workbook, fmt_us, load_in_child, percentile
+from pz_excel.books.template import DEMO_MANAGERS, _demo_rows
+from pz_excel.crm.contacts import build_index
+from pz_excel.crm.routing import decide, linear_scan_decide
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000, 100_000)

@@ -43,13 +43,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench._util import cache_dir, percentile
+from bench.openpyxl_baseline import OpenpyxlBook
+from pz_excel.books.callspatch import CallsPatch
 from pz_excel.books.filebook import FileBook
-from pz_excel.books.xlsxpatch import LEVEL, SEGMENT, CallsPatch
-from pz_excel.schema import CallRow
-from pz_excel.template import DEMO_MANAGERS, demo_contacts, write_template
-
-from ._util import cache_dir, percentile
-from .openpyxl_baseline import OpenpyxlBook
+from pz_excel.books.template import DEMO_MANAGERS, demo_contacts, write_template
+from pz_excel.crm.schema import CallRow
+from pz_excel.xlsx.zipio import LEVEL, SEGMENT
 
 
 def isolate_home() -> None:
@@ -258,8 +258,8 @@ def bench_lag(size: int, zip_level: bool, folder: Path, phases: Sequence[tuple[f
     the Dashboard (zip level, from the journal) in its writer thread every
     ``dashboard_interval`` (30 s) while calls come in.
     """
-    from pz_excel.agent import Agent, AgentConfig
-    from pz_excel.testserver import ServerThread
+    from pz_excel.agent.lifecycle import Agent, AgentConfig
+    from pz_excel.tools.testserver import ServerThread
 
     class CallsOnlyAgent(Agent):
         def refresh_dashboard(self, force: bool = False) -> bool:

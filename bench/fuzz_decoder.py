@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pz_excel import protocol
+from pz_excel.protocol import codec as protocol
 
 CAPTURES = Path(__file__).resolve().parent.parent / "tests" / "data"
 INSERTS = [

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pz_excel.schema import CALLS, WORDS, CallRow, cell_text, word
+from pz_excel.crm.schema import CALLS, WORDS, CallRow, cell_text, word
 
 HEADER_ROWS = 10  # the header may sit below a title, as FileBook allows
 _ID_NAMES = CALLS.column("call_id").names

@@ -493,7 +493,7 @@ def _serial(root: etree._Element) -> bytes:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
 
 
-def _resolve(base_part: str, target: str) -> str:
+def _resolve_part(base_part: str, target: str) -> str:
     """A relationship target relative to ``base_part``'s folder -> package part name."""
     if target.startswith("/"):
         return target.lstrip("/")
@@ -516,7 +516,7 @@ def rels_of(members: dict[str, bytes], part: str) -> dict[str, tuple[str, str]]:
     for rel in _xml(members[rels_name]):
         target = rel.get("Target", "")
         if rel.get("TargetMode") != "External":
-            target = _resolve(part, target)
+            target = _resolve_part(part, target)
         out[rel.get("Id", "")] = (rel.get("Type", ""), target)
     return out
 
@@ -606,7 +606,7 @@ def kitchen_sink_vba_project() -> bytes:
     module ``PZKitchenSink``, written by :mod:`pz_excel.vbaproject` (source only, as the
     add-in's). The project header (references, ID and protection state) is taken from
     xlwings' Excel-made add-in template, as ``pz-excel addin build --engine offline`` does."""
-    from pz_excel import addin, vbaproject
+    from pz_excel.excel import addin, vbaproject
 
     with zipfile.ZipFile(addin.template_path()) as zf:
         project = vbaproject.read_project(zf.read("xl/vbaProject.bin"))

@@ -21,8 +21,8 @@ import xmlschema
 from lxml import etree
 from oletools.olevba import VBA_Parser, decompress_stream
 
-from pz_excel import addin, vbaproject
-from pz_excel.cli import main
+from pz_excel.cli.main import main
+from pz_excel.excel import addin, vbaproject
 
 ROOT = Path(__file__).resolve().parent.parent
 XSD = Path(__file__).resolve().parent / "data" / "customui14.xsd"
@@ -150,7 +150,7 @@ def test_built_vba_project_reads_back_with_olevba(built: tuple[str, bytes], temp
     modules = vba_modules(vba_bin)
     original = vba_modules(template_bin)
     assert set(modules) == (set(original) - {"RibbonMyAddin"}) | {"PZExcel"}
-    bas = (ROOT / "workbook" / "PZExcel.bas").read_text(encoding="ascii")
+    bas = (ROOT / "pz_excel" / "excel" / "resources" / "PZExcel.bas").read_text(encoding="ascii")
     assert code_lines(modules["PZExcel"]) == code_lines(bas)
     xl_new, xl_old = code_lines(modules["xlwings"]), code_lines(original["xlwings"])
     changed = [(a, b) for a, b in zip(xl_old, xl_new, strict=True) if a != b]
@@ -289,7 +289,7 @@ def test_excel_steps_on_linux_exit_2(
 def test_build_on_linux_subprocess_has_no_traceback(tmp_path: Path) -> None:
     env = {**os.environ, "PZ_LANG": "en"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pz_excel.cli", "addin", "build", "--out", str(tmp_path / "x")],
+        [sys.executable, "-m", "pz_excel.cli.main", "addin", "build", "--out", str(tmp_path / "x")],
         capture_output=True,
         text=True,
         env=env,

@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from pz_excel.agent import Agent, AgentConfig
-from pz_excel.api import ApiClient, running_agents
+from pz_excel.agent.api import ApiClient, running_agents
+from pz_excel.agent.journal import Journal
+from pz_excel.agent.lifecycle import Agent, AgentConfig
+from pz_excel.books.template import write_template
 from pz_excel.i18n import UserError
-from pz_excel.journal import Journal
-from pz_excel.template import write_template
-from pz_excel.testserver import ServerThread
-
-from .conftest import wait_until
+from pz_excel.tools.testserver import ServerThread
+from tests.conftest import wait_until
 
 MANAGERS = [("Anna Smirnova", "101"), ("Boris Ivanov", "102"), ("Vera Petrova", "103")]
 CONTACTS = [
@@ -294,7 +293,7 @@ def test_second_agent_for_same_extension_and_book_is_refused(agent, book, server
 def test_a_book_without_calls_gets_the_sheet_before_the_agent_connects(tmp_path, server):
     from openpyxl import load_workbook
 
-    from .test_filebook import make_book as contacts_only
+    from tests.test_filebook import make_book as contacts_only
 
     path = contacts_only(tmp_path / "own.xlsx")
     a = start_agent(path, server)

@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from pz_excel import paths
-from pz_excel.api import AgentUnavailable, ApiClient, ApiError, LocalApi, running_agents
+from pz_excel.agent.api import AgentUnavailable, ApiClient, ApiError, LocalApi, running_agents
 from pz_excel.i18n import Text
 
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pz_excel.calllog import CallMapper, apply, local_time
-from pz_excel.protocol import Event
-from pz_excel.schema import CallRow
+from pz_excel.agent.calllog import CallMapper, apply, local_time
+from pz_excel.crm.schema import CallRow
+from pz_excel.protocol.codec import Event
 
 NOW = datetime(2024, 3, 1, 9, 30, 15, 123456)
 UTC = timezone.utc

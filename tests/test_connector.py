@@ -26,16 +26,17 @@ from pathlib import Path
 import pytest
 from websockets.sync.server import ServerConnection, serve
 
-from pz_excel import protocol, tlsutil
-from pz_excel.connector import (
+from pz_excel.connector import tls as tlsutil
+from pz_excel.connector.client import (
     Backoff,
     ConnectionState,
     ConnectorClient,
     ConnectorError,
     TlsOptions,
 )
-from pz_excel.protocol import ConnectSettings, Event, Response
-from pz_excel.testserver import DUPLICATE_REASON, ServerThread
+from pz_excel.protocol import codec as protocol
+from pz_excel.protocol.codec import ConnectSettings, Event, Response
+from pz_excel.tools.testserver import DUPLICATE_REASON, ServerThread
 
 T = 5.0  # generous ceiling for every wait; passing tests take milliseconds
 

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from pz_excel import contacts as contacts_mod
-from pz_excel.contacts import (
+from pz_excel.books.template import demo_contacts, write_contacts_fast, write_template
+from pz_excel.crm import contacts as contacts_mod
+from pz_excel.crm.contacts import (
     Contact,
     ContactsWatcher,
     build_index,
@@ -23,11 +24,9 @@ from pz_excel.contacts import (
     name_key,
     workbook_fingerprint,
 )
+from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import Text, UserError
-from pz_excel.schema import CallRow
-from pz_excel.template import demo_contacts, write_contacts_fast, write_template
-
-from .conftest import wait_until
+from tests.conftest import wait_until
 
 MANAGERS = [("Anna Smirnova", "101"), ("Борис Иванов", "102"), ("Алёна Ёлкина", "103")]
 PEOPLE = [

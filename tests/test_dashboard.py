@@ -10,12 +10,12 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from pz_excel import dashboard
+from pz_excel.agent import dashboard
+from pz_excel.agent.journal import Journal
 from pz_excel.books.filebook import FileBook
-from pz_excel.contacts import build_index
-from pz_excel.journal import Journal
-from pz_excel.schema import CallRow
-from pz_excel.template import write_template
+from pz_excel.books.template import write_template
+from pz_excel.crm.contacts import build_index
+from pz_excel.crm.schema import CallRow
 
 TODAY = date(2026, 11, 26)  # a Thursday: the week started on Monday the 23rd
 MONDAY = date(2026, 11, 23)
@@ -226,7 +226,7 @@ def raw(path: Path) -> dict[str, bytes]:
 
 
 def test_every_part_we_write_validates_against_the_ooxml_schemas(tmp_path, rows, journal):
-    from .ooxml_schema import validate
+    from tests.ooxml_schema import validate
 
     path = tmp_path / "crm.xlsx"
     wb = openpyxl.Workbook()  # a book of the test's own, with no Calls sheet yet

@@ -16,9 +16,12 @@ import websocket
 from websockets.sync.server import ServerConnection
 from websockets.sync.server import serve as sync_serve
 
-from pz_excel import cli, diag, protocol, tlsutil
-from pz_excel.protocol import ConnectSettings, Event
-from pz_excel.testserver import ServerThread
+from pz_excel.cli import main as cli
+from pz_excel.connector import tls as tlsutil
+from pz_excel.protocol import codec as protocol
+from pz_excel.protocol.codec import ConnectSettings, Event
+from pz_excel.tools import diag
+from pz_excel.tools.testserver import ServerThread
 from tests import captures
 
 TIMEOUT = 5.0

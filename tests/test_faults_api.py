@@ -17,10 +17,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from pz_excel import api as api_mod
-from pz_excel.api import LocalApi
-
-from .conftest import wait_until
+from pz_excel.agent import api as api_mod
+from pz_excel.agent.api import LocalApi
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.fault
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from pz_excel.books import BookLocked, flush_dirty
+from pz_excel.agent.journal import Journal
+from pz_excel.agent.writer import flush_dirty
+from pz_excel.books import BookLocked
 from pz_excel.books.filebook import FileBook
-from pz_excel.journal import Journal
-from pz_excel.protocol import Event
-from pz_excel.schema import CALLS, CallRow
+from pz_excel.crm.schema import CALLS, CallRow
+from pz_excel.protocol.codec import Event
 
 pytestmark = pytest.mark.fault
 START = datetime(2026, 11, 26, 10, 0)
@@ -173,7 +174,7 @@ def test_a_very_long_call_id_updates_its_one_row(tmp_path):
 
 def test_absurd_values_are_stored_and_bounded(tmp_path):
     with Journal(tmp_path / "j.sqlite") as j:
-        from pz_excel.calllog import CallMapper
+        from pz_excel.agent.calllog import CallMapper
 
         mapper = CallMapper(lookup=lambda _n: None, lang="en")
         for attrs in (
@@ -190,11 +191,10 @@ def test_absurd_values_are_stored_and_bounded(tmp_path):
 
 
 def test_a_calls_sheet_deleted_while_the_agent_runs_gets_every_call_back(tmp_path):
-    from pz_excel.agent import Agent, AgentConfig
-    from pz_excel.testserver import ServerThread
-
-    from .conftest import wait_until
-    from .test_agent import calls_sheet, make_book
+    from pz_excel.agent.lifecycle import Agent, AgentConfig
+    from pz_excel.tools.testserver import ServerThread
+    from tests.conftest import wait_until
+    from tests.test_agent import calls_sheet, make_book
 
     book = make_book(tmp_path / "crm.xlsx")
 
@@ -227,7 +227,7 @@ def test_toast_processes_are_bounded():
     """On Windows each ringing call used to start a PowerShell toast, with no limit."""
     import sys
 
-    from pz_excel.notify import Spawner
+    from pz_excel.agent.notify import Spawner
 
     spawner = Spawner(limit=2)
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]  # lives until killed
@@ -244,11 +244,10 @@ def test_toast_processes_are_bounded():
 def test_a_deleted_contacts_sheet_is_said_once_per_reload(tmp_path, caplog):
     import logging
 
-    from pz_excel.agent import Agent, AgentConfig
-    from pz_excel.testserver import ServerThread
-
-    from .conftest import wait_until
-    from .test_agent import make_book
+    from pz_excel.agent.lifecycle import Agent, AgentConfig
+    from pz_excel.tools.testserver import ServerThread
+    from tests.conftest import wait_until
+    from tests.test_agent import make_book
 
     book = make_book(tmp_path / "crm.xlsx")
     caplog.set_level(logging.WARNING)
@@ -273,7 +272,7 @@ def test_a_deleted_contacts_sheet_is_said_once_per_reload(tmp_path, caplog):
 def test_a_reused_call_id_keeps_both_calls(tmp_path):
     import time as _time
 
-    from pz_excel.calllog import CallMapper, is_new_call
+    from pz_excel.agent.calllog import CallMapper, is_new_call
 
     mapper = CallMapper(lookup=lambda _n: None, lang="en")
     two_days_ago = int(_time.time()) - 2 * 86400

@@ -28,12 +28,12 @@ import pytest
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError
 
-from pz_excel import protocol, tlsutil
-from pz_excel.connector import CONNECTED, Backoff, ConnectorClient, TlsOptions
-from pz_excel.protocol import ConnectSettings, DecodeError, Event
-from pz_excel.testserver import ServerThread, build_event
-
-from .test_connector import Recorder, read_http_request, socket_server, upgrade_answer
+from pz_excel.connector import tls as tlsutil
+from pz_excel.connector.client import CONNECTED, Backoff, ConnectorClient, TlsOptions
+from pz_excel.protocol import codec as protocol
+from pz_excel.protocol.codec import ConnectSettings, DecodeError, Event
+from pz_excel.tools.testserver import ServerThread, build_event
+from tests.test_connector import Recorder, read_http_request, socket_server, upgrade_answer
 
 pytestmark = pytest.mark.fault
 

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pz_excel.journal import Journal
-from pz_excel.testserver import ServerThread
-
-from .conftest import wait_until
-from .test_agent import calls_sheet, make_book, start_agent
+from pz_excel.agent.journal import Journal
+from pz_excel.tools.testserver import ServerThread
+from tests.conftest import wait_until
+from tests.test_agent import calls_sheet, make_book, start_agent
 
 pytestmark = pytest.mark.fault
 

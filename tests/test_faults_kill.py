@@ -22,10 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from pz_excel.testserver import ServerThread
-
-from .conftest import wait_until
-from .test_agent import make_book
+from pz_excel.tools.testserver import ServerThread
+from tests.conftest import wait_until
+from tests.test_agent import make_book
 
 pytestmark = pytest.mark.fault
 
@@ -56,7 +55,7 @@ def journal_of(home: Path) -> Path:
 
 def stored(journal: Path) -> tuple[list[str], set[str]]:
     """Call IDs of the events in stored messages (in order), and of the call rows."""
-    from pz_excel import protocol
+    from pz_excel.protocol import codec as protocol
 
     con = sqlite3.connect(journal)
     try:
@@ -131,8 +130,8 @@ def flooded_rows(journal: Path) -> int:
 
 def history_frame(first: int, n: int) -> str:
     """One connector message with ``n`` completed calls (PROTOCOL.md allows several)."""
-    from pz_excel import protocol
-    from pz_excel.testserver import build_event
+    from pz_excel.protocol import codec as protocol
+    from pz_excel.tools.testserver import build_event
 
     events = [build_event(4, {"From": f"7343{i:07d}", "To": "101", "CallID": str(i),
                               "Direction": "0", "Start": str(1_700_000_000 + i),

@@ -13,11 +13,12 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.styles import PatternFill
 from openpyxl.worksheet.table import Table
 
-from pz_excel.books import BookLocked, CallsBook, flush_dirty
+from pz_excel.agent.journal import Journal
+from pz_excel.agent.writer import flush_dirty
+from pz_excel.books import BookLocked, CallsBook
 from pz_excel.books.filebook import FileBook
+from pz_excel.crm.schema import CALLS, CallRow
 from pz_excel.i18n import UserError
-from pz_excel.journal import Journal
-from pz_excel.schema import CALLS, CallRow
 
 START = datetime(2024, 3, 1, 10, 0, 0)
 

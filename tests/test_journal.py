@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from pz_excel.calllog import CallMapper
+from pz_excel.agent.calllog import CallMapper
+from pz_excel.agent.journal import Journal, JournalClosed
+from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import UserError
-from pz_excel.journal import Journal, JournalClosed
-from pz_excel.protocol import Event
-from pz_excel.schema import CallRow
-
-from .conftest import wait_until
+from pz_excel.protocol.codec import Event
+from tests.conftest import wait_until
 
 T0 = 1_700_000_000
 
@@ -259,9 +258,9 @@ def test_reindex_phones_after_the_rules_changed(tmp_path):
 _CHILD = r"""
 import sys
 from datetime import timezone
-from pz_excel.calllog import CallMapper
-from pz_excel.journal import Journal
-from pz_excel.protocol import Event
+from pz_excel.agent.calllog import CallMapper
+from pz_excel.agent.journal import Journal
+from pz_excel.protocol.codec import Event
 
 j = Journal(sys.argv[1], normalize=lambda s: s)
 mapper = CallMapper(tz=timezone.utc)

@@ -18,15 +18,14 @@ from datetime import datetime, timedelta
 import pytest
 from openpyxl import load_workbook
 
-from pz_excel import dashboard
-from pz_excel.books import flush_dirty
+from pz_excel.agent import dashboard
+from pz_excel.agent.journal import Journal
+from pz_excel.agent.writer import flush_dirty
 from pz_excel.books.filebook import FileBook
-from pz_excel.contacts import load_index
-from pz_excel.journal import Journal
-from pz_excel.schema import CallRow
-
-from .kitchen_sink import build_kitchen_sink, build_xlsm, needs_soffice, raw_members, to_pdf
-from .ooxml_schema import validate
+from pz_excel.crm.contacts import load_index
+from pz_excel.crm.schema import CallRow
+from tests.kitchen_sink import build_kitchen_sink, build_xlsm, needs_soffice, raw_members, to_pdf
+from tests.ooxml_schema import validate
 
 pytestmark = needs_soffice
 
@@ -110,9 +109,9 @@ def test_excels_hyperlink_limit_is_never_passed(tmp_path, monkeypatch):
     """Excel keeps at most 65,530 links on a sheet and repairs a file with more: past our
     limit a recording is plain text. The limit is lowered here to keep the test quick;
     the rule is the same at 65,000."""
-    import pz_excel.books.xlsxpatch as xlsxpatch
+    import pz_excel.books.callspatch as callspatch
 
-    monkeypatch.setattr(xlsxpatch, "MAX_SHEET_LINKS", 50)
+    monkeypatch.setattr(callspatch, "MAX_SHEET_LINKS", 50)
     made = tmp_path / "made"
     made.mkdir()
     book = tmp_path / "crm.xlsx"
@@ -130,7 +129,7 @@ def test_excels_hyperlink_limit_is_never_passed(tmp_path, monkeypatch):
 
 
 def test_limit_constant_is_below_excels():
-    from pz_excel.books.cells import MAX_SHEET_LINKS
+    from pz_excel.xlsx.cells import MAX_SHEET_LINKS
 
     assert MAX_SHEET_LINKS < 65_530
 

@@ -24,8 +24,8 @@ import xlwings
 import xlwings.main as xm
 
 from pz_excel.books import livebook
+from pz_excel.crm.schema import CALLS, cell_text
 from pz_excel.i18n import UserError
-from pz_excel.schema import CALLS, cell_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "pz_excel" / "books" / "livebook.py"
@@ -74,7 +74,7 @@ class Method:
         self.cls, self.name, self.func = cls, name, func
 
 
-def _resolve(annotation: Any) -> type | None:
+def _resolve_annotation(annotation: Any) -> type | None:
     """An xlwings annotation (string or class) -> the xlwings class it names, if any."""
     if isinstance(annotation, str):
         head = annotation.split("|")[0].strip().strip("\"'")
@@ -146,7 +146,7 @@ class Checker(ast.NodeVisitor):
                 ret = inspect.signature(func.func).return_annotation
                 if func.name in ("__getitem__",):
                     return ITEM_OF.get(func.cls.__name__)
-                return _resolve(ret)
+                return _resolve_annotation(ret)
             if isinstance(func, type):  # xw.App(...) makes an App
                 return func
             return None
@@ -186,7 +186,7 @@ class Checker(ast.NodeVisitor):
                 self.errors.append(f"{where}: {base.__name__}.{name} is read-only")
             if name == "api":
                 return None  # the native COM/AppleScript object: outside xlwings
-            return _resolve(inspect.signature(member.fget).return_annotation)
+            return _resolve_annotation(inspect.signature(member.fget).return_annotation)
         if callable(member):
             return Method(base, name, member)
         return None
@@ -328,7 +328,7 @@ def test_only_livebook_imports_xlwings() -> None:
 
 def test_module_imports_without_touching_xlwings() -> None:
     code = (
-        "import sys; import pz_excel.books.livebook as lb; import pz_excel.addin;"
+        "import sys; import pz_excel.books.livebook as lb; import pz_excel.excel.addin;"
         " print('xlwings' in sys.modules)"
     )
     out = subprocess.run(

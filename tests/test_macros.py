@@ -13,10 +13,12 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from pz_excel import macros, notify, phones
-from pz_excel.api import ApiClient, LocalApi
-from pz_excel.i18n import UserError
-from pz_excel.macros import (
+from pz_excel.agent import notify
+from pz_excel.agent.api import ApiClient, LocalApi
+from pz_excel.crm import phones
+from pz_excel.crm.schema import CALLS
+from pz_excel.excel import macros
+from pz_excel.excel.macros import (
     Pick,
     SettingCell,
     agent_command,
@@ -34,7 +36,7 @@ from pz_excel.macros import (
     validate_settings,
     wait_for_agent,
 )
-from pz_excel.schema import CALLS
+from pz_excel.i18n import UserError
 
 ANNA = "+7 (343) 011-22-33"
 BORIS = "8 343 011-22-44"
@@ -458,8 +460,8 @@ def test_toast_text_never_becomes_code():
 def test_connect_starts_a_detached_agent_that_connects_and_stops(tmp_path):
     """What Connect does, minus Excel: settings read from the template's Settings sheet,
     a detached ``python -m pz_excel run`` process, the wait, and Disconnect's /stop."""
-    from pz_excel.template import write_template
-    from pz_excel.testserver import ServerThread
+    from pz_excel.books.template import write_template
+    from pz_excel.tools.testserver import ServerThread
 
     server = ServerThread(host="127.0.0.1", port=0).start()
     proc = None

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pz_excel.phones import display, is_internal, looks_like_phone, normalize, normalize_many
+from pz_excel.crm.phones import display, is_internal, looks_like_phone, normalize, normalize_many
 
 SAME_NUMBER = [
     "+7 (343) 011-22-33",

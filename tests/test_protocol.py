@@ -9,9 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pz_excel import protocol as p
-
-from .captures import b64, client_frames, server_frames
+from pz_excel.protocol import codec as p
+from tests.captures import b64, client_frames, server_frames
 
 
 @pytest.mark.parametrize("rec", server_frames(), ids=lambda r: r["decoded"][:40])

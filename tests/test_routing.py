@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from pz_excel.contacts import build_index, load_index
-from pz_excel.routing import Decision, decide, linear_scan_decide
-from pz_excel.template import demo_contacts, write_template
+from pz_excel.books.template import demo_contacts, write_template
+from pz_excel.crm.contacts import build_index, load_index
+from pz_excel.crm.routing import Decision, decide, linear_scan_decide
 
 MANAGERS = [("Anna Smirnova", "101"), ("Борис Иванов", "102"), ("Вера Петрова", "103")]
 PEOPLE = [

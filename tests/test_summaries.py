@@ -6,9 +6,9 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-from pz_excel import summaries
-from pz_excel.journal import Journal
-from pz_excel.schema import CallRow
+from pz_excel.agent import summaries
+from pz_excel.agent.journal import Journal
+from pz_excel.crm.schema import CallRow
 
 
 def recount(con):  # the backfill statements are the from-scratch definition

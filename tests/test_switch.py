@@ -12,13 +12,12 @@ import shutil
 
 from openpyxl import load_workbook
 
-from pz_excel.agent import Agent, AgentConfig
+from pz_excel.agent.lifecycle import Agent, AgentConfig
 from pz_excel.books.filebook import FileBook
 from pz_excel.books.switch import SwitchingBook
-from pz_excel.testserver import ServerThread
-
-from .conftest import wait_until
-from .test_agent import calls_sheet, make_book
+from pz_excel.tools.testserver import ServerThread
+from tests.conftest import wait_until
+from tests.test_agent import calls_sheet, make_book
 
 
 def test_excel_closed_without_saving_rows_reach_the_file(tmp_path):

@@ -8,16 +8,16 @@ from datetime import datetime
 import pytest
 from openpyxl import load_workbook
 
-from pz_excel.commands import read_settings_sheet
-from pz_excel.contacts import load_index
-from pz_excel.i18n import UserError
-from pz_excel.schema import CALLS, CONTACTS, MANAGERS, SETTING_ROWS, SETTINGS, CallRow
-from pz_excel.template import (
+from pz_excel.books.template import (
     DEMO_MANAGERS,
     demo_contacts,
     write_contacts_fast,
     write_template,
 )
+from pz_excel.cli.commands import read_settings_sheet
+from pz_excel.crm.contacts import load_index
+from pz_excel.crm.schema import CALLS, CONTACTS, MANAGERS, SETTING_ROWS, SETTINGS, CallRow
+from pz_excel.i18n import UserError
 
 PEOPLE = [
     ("Ivan Petrov", "+7 (343) 011-22-33", "101", "Uralmash", "VIP"),
@@ -155,7 +155,7 @@ def test_demo_contacts_are_realistic_and_deterministic():
     assert all(len(p) == 4 for p in people)
     names = [p[0] for p in people]
     assert all(any("а" <= ch <= "я" for ch in n) for n in names)
-    from pz_excel.phones import normalize
+    from pz_excel.crm.phones import normalize
 
     keys = [normalize(p[1]) for p in people]
     assert None not in keys and len(set(keys)) == len(keys)  # every number distinct

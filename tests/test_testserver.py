@@ -22,10 +22,12 @@ from collections.abc import Callable, Iterator
 import pytest
 import websocket
 
-from pz_excel import cli, protocol, tlsutil
+from pz_excel.cli import main as cli
+from pz_excel.connector import tls as tlsutil
 from pz_excel.i18n import UserError
-from pz_excel.protocol import ConnectSettings, Event, Response
-from pz_excel.testserver import DUPLICATE_REASON, ServerThread, belongs, build_event
+from pz_excel.protocol import codec as protocol
+from pz_excel.protocol.codec import ConnectSettings, Event, Response
+from pz_excel.tools.testserver import DUPLICATE_REASON, ServerThread, belongs, build_event
 from tests import captures
 
 TIMEOUT = 5.0

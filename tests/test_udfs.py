@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from pz_excel import phones, udf_logic
-from pz_excel.api import ApiError, LocalApi
+from pz_excel.agent.api import ApiError, LocalApi
+from pz_excel.crm import phones
+from pz_excel.excel import udf_logic
+from pz_excel.excel.udf_logic import AgentLink, CallerCell, cell_text, once_key
 from pz_excel.i18n import Text
-from pz_excel.udf_logic import AgentLink, CallerCell, cell_text, once_key
-
-from .conftest import wait_until
+from tests.conftest import wait_until
 
 UDF_FILE = Path(__file__).resolve().parents[1] / "udfs" / "pz_udfs.py"
 RAW = "+7 (343) 011-22-33"
@@ -476,9 +476,9 @@ def test_every_udf_has_function_wizard_help():
 @pytest.fixture
 def real_agent(tmp_path):
     """The real agent on our test connector, with a template workbook."""
-    from pz_excel.agent import Agent, AgentConfig
-    from pz_excel.template import write_template
-    from pz_excel.testserver import ServerThread
+    from pz_excel.agent.lifecycle import Agent, AgentConfig
+    from pz_excel.books.template import write_template
+    from pz_excel.tools.testserver import ServerThread
 
     server = ServerThread(host="127.0.0.1", port=0).start()
     book = write_template(

@@ -20,21 +20,17 @@ from openpyxl.styles import PatternFill
 from openpyxl.worksheet.table import Table
 
 from bench._util import to_shared_strings
-from pz_excel.books import BookUnpatchable, flush_dirty
-from pz_excel.books.cells import is_web_link
+from pz_excel.agent.journal import Journal
+from pz_excel.agent.writer import flush_dirty
+from pz_excel.books import BookUnpatchable
+from pz_excel.books.callspatch import CallsPatch
 from pz_excel.books.filebook import FileBook
-from pz_excel.books.xlsxpatch import (
-    FINAL_BLOCK,
-    Blocks,
-    CallsPatch,
-    Unsupported,
-    crc32_combine,
-    read_layout,
-)
-from pz_excel.contacts import workbook_fingerprint
-from pz_excel.journal import Journal
-from pz_excel.schema import CALLS, CallRow
-from pz_excel.template import DEMO_MANAGERS, write_template
+from pz_excel.books.template import DEMO_MANAGERS, write_template
+from pz_excel.crm.contacts import workbook_fingerprint
+from pz_excel.crm.schema import CALLS, CallRow
+from pz_excel.xlsx.cells import is_web_link
+from pz_excel.xlsx.segments import Blocks
+from pz_excel.xlsx.zipio import FINAL_BLOCK, Unsupported, crc32_combine, read_layout
 
 START = datetime(2024, 3, 1, 10, 0, 0)
 EVIL = ['=HYPERLINK("http://x","y")', "+7 343 011-22-33", "@SUM(A1:A9)", "-1+2", "\tcmd",

@@ -8,7 +8,7 @@ a value converter. The one xlwings object used, ``caller``, is read by ``liveboo
 
 import xlwings as xw
 
-from pz_excel import udf_logic
+from pz_excel.excel import udf_logic
 
 CATEGORY = "Prostie Zvonki"
 

@@ -37,8 +37,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psutil
 
-from . import paths
-from .i18n import Text, UserError
+from pz_excel import paths
+from pz_excel.i18n import Text, UserError
 
 Handler = Callable[[dict[str, str], dict[str, Any]], dict[str, Any]]
 MAX_BODY = 64 * 1024
@@ -46,7 +46,7 @@ LISTEN_QUEUE = 1024  # a recalculation fires hundreds of UDF calls at once
 MAX_CONNECTIONS = 256  # open connections (a worker thread each); beyond: oldest idle dropped
 IDLE_TIMEOUT = 5.0  # seconds a connection may stay silent (per read or write)
 
-log = logging.getLogger("pz_excel.api")
+log = logging.getLogger("pz_excel.agent.api")
 
 # The client went away or stalled: its problem, not the agent's, so never a traceback.
 _HANGUPS = (ConnectionError, TimeoutError)

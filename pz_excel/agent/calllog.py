@@ -30,10 +30,10 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 
-from .protocol import Event, EventType
-from .schema import CallRow
+from pz_excel.crm.schema import CallRow
+from pz_excel.protocol.codec import Event, EventType
 
-log = logging.getLogger("pz_excel.calllog")
+log = logging.getLogger("pz_excel.agent.calllog")
 
 #: Contact lookup by the client's phone: ``(contact name, owner)`` or ``None``.
 Lookup = Callable[[str], tuple[str, str] | None]

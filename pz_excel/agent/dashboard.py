@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from .books.chartxml import Anchor, Chart, Series, chart_xml, drawing_xml
-from .books.package import (
+from pz_excel.xlsx.chartxml import Anchor, Chart, Series, chart_xml, drawing_xml
+from pz_excel.xlsx.package import (
     CT_CHART,
     CT_DRAWING,
     CT_WORKSHEET,
@@ -38,11 +38,11 @@ from .books.package import (
     quote_title,
     rels_part_of,
 )
-from .books.sheetxml import Grid, serial, worksheet_xml
+from pz_excel.xlsx.sheetxml import Grid, serial, worksheet_xml
 
 if TYPE_CHECKING:
-    from .books.xlsxpatch import CallsPatch
-    from .journal import Journal
+    from pz_excel.agent.journal import Journal
+    from pz_excel.books.callspatch import CallsPatch
 
 NAMES = ("Dashboard", "Сводка")
 DAYS = 30

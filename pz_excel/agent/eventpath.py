@@ -25,11 +25,11 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
-from . import protocol
-from .inbox import Inbox
-from .journal import Journal
+from pz_excel.agent.inbox import Inbox
+from pz_excel.agent.journal import Journal
+from pz_excel.protocol import codec as protocol
 
-log = logging.getLogger("pz_excel.eventpath")
+log = logging.getLogger("pz_excel.agent.eventpath")
 
 #: Events that may wait in memory for ``pz-events``; past this they wait in the journal.
 QUEUE_BOUND = 20_000

@@ -21,9 +21,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .i18n import Text
+from pz_excel.i18n import Text
 
-log = logging.getLogger("pz_excel.inbox")
+log = logging.getLogger("pz_excel.agent.inbox")
 
 #: Stores that may wait in memory while the journal cannot be written.
 LIMIT = 100_000

@@ -40,12 +40,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import summaries
-from .i18n import Text, UserError
-from .protocol import Event
-from .schema import CallRow
+from pz_excel.agent import summaries
+from pz_excel.crm.schema import CallRow
+from pz_excel.i18n import Text, UserError
+from pz_excel.protocol.codec import Event
 
-log = logging.getLogger("pz_excel.journal")
+log = logging.getLogger("pz_excel.agent.journal")
 
 Normalizer = Callable[[str], str | None]
 Mapper = Callable[[CallRow | None, Event], CallRow | None]
@@ -135,7 +135,7 @@ def _default_normalize(raw: str) -> str | None:
     global _phones_normalize
     if _phones_normalize is None:
         try:
-            from .phones import normalize
+            from pz_excel.crm.phones import normalize
         except ImportError:  # a tree without phones.py (yet): keys are digits, see reindex
             log.warning("pz_excel.phones is missing: phone keys are plain digits")
             normalize = _digits

@@ -17,23 +17,27 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import dashboard, notify, paths, phones, protocol
-from .api import ApiError, LocalApi, running_agents
-from .books import BookLocked, BookUnpatchable, flush_dirty
-from .books.filebook import FileBook
-from .books.switch import SwitchingBook
-from .calllog import CallMapper, is_new_call
-from .connector import ConnectionState, ConnectorClient, ConnectorError, TlsOptions
-from .contacts import ContactIndex, ContactsWatcher, build_index
-from .eventpath import EventPath
-from .i18n import Text, UserError
-from .inbox import STORAGE_ERRORS, Inbox
-from .instance import AlreadyRunning, InstanceLock
-from .journal import Journal
-from .routing import Decision, decide
-from .schema import CallRow
+from pz_excel import paths
+from pz_excel.agent import dashboard, notify
+from pz_excel.agent.api import ApiError, LocalApi, running_agents
+from pz_excel.agent.calllog import CallMapper, is_new_call
+from pz_excel.agent.eventpath import EventPath
+from pz_excel.agent.inbox import STORAGE_ERRORS, Inbox
+from pz_excel.agent.journal import Journal
+from pz_excel.agent.writer import flush_dirty
+from pz_excel.books import BookLocked, BookUnpatchable
+from pz_excel.books.filebook import FileBook
+from pz_excel.books.switch import SwitchingBook
+from pz_excel.connector.client import ConnectionState, ConnectorClient, ConnectorError, TlsOptions
+from pz_excel.crm import phones
+from pz_excel.crm.contacts import ContactIndex, ContactsWatcher, build_index
+from pz_excel.crm.routing import Decision, decide
+from pz_excel.crm.schema import CallRow
+from pz_excel.i18n import Text, UserError
+from pz_excel.locks import AlreadyRunning, InstanceLock
+from pz_excel.protocol import codec as protocol
 
-log = logging.getLogger("pz_excel.agent")
+log = logging.getLogger("pz_excel.agent.lifecycle")
 
 # PZ_CALL guard: a new once-key dial within this many seconds of the previous one is
 # refused (a fill-down or a workbook opening would otherwise dial a whole column).
@@ -229,7 +233,7 @@ class Agent:
     def _lang(self) -> str:
         if self.config.lang:
             return self.config.lang
-        from .i18n import current_lang
+        from pz_excel.i18n import current_lang
 
         return current_lang()
 

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from .i18n import Text
+from pz_excel.i18n import Text
 
-log = logging.getLogger("pz_excel.notify")
+log = logging.getLogger("pz_excel.agent.notify")
 
 APP_NAME = "Prostie Zvonki"
 # Toasts need a registered app id; PowerShell's is present on every Windows 10/11.

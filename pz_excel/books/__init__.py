@@ -4,23 +4,17 @@
 * ``livebook`` — the workbook open in Excel, through xlwings (written separately).
 
 The journal is the source of truth; a book only ever receives dirty rows
-(``flush_dirty``). When the book cannot be written (``BookLocked``) the rows simply stay
-dirty in the journal and go out with a later batch.
+(``pz_excel.agent.writer.flush_dirty``). When the book cannot be written (``BookLocked``)
+the rows simply stay dirty in the journal and go out with a later batch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from ..i18n import Text
-from ..schema import CallRow
-
-if TYPE_CHECKING:
-    from ..journal import Journal
-
-#: Rows per batch: one save each, so larger batches amortise the save of a big book.
-DEFAULT_BATCH = 5000
+from pz_excel.crm.schema import CallRow
+from pz_excel.i18n import Text
 
 
 class BookLocked(Exception):
@@ -63,18 +57,3 @@ class CallsBook(Protocol):
     def existing_call_ids(self) -> set[str]: ...
 
     def close(self) -> None: ...
-
-
-def flush_dirty(journal: Journal, book: CallsBook, max_rows: int = DEFAULT_BATCH) -> int:
-    """Write up to ``max_rows`` dirty rows in one batch, then mark them written.
-
-    Marking uses the versions read here: a row that changed while the batch was being
-    written stays dirty and goes out with the next batch. ``BookLocked`` and any other
-    error propagate with nothing marked, so nothing is lost.
-    """
-    dirty = journal.dirty_calls(limit=max_rows)
-    if not dirty:
-        return 0
-    written = book.write_calls([row for row, _ in dirty])
-    journal.mark_written((row.call_id, version) for row, version in dirty)
-    return written

@@ -36,50 +36,70 @@ then writes nothing at all (``BookUnpatchable``): no other writer may touch a us
 
 from __future__ import annotations
 
-
-import bisect
-import copy
 import itertools
 import logging
 import os
 import posixpath
 import re
-import struct
-import time
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
 from lxml import etree
-from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
 from openpyxl.utils.cell import column_index_from_string, get_column_letter, range_boundaries
 from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, to_excel
 
-from pz_excel.i18n import Text, current_lang
 from pz_excel.crm.schema import CALLS, WORDS, CallRow, Column, cell_text, word
+from pz_excel.i18n import Text, current_lang
 from pz_excel.xlsx.cells import (
-    DATE_FORMATS,
     FORMULA_START,
     HEADER_SCAN_ROWS,
     ID_KEYS,
-    LINK_COLOR,
     MAX_SHEET_LINKS,
     TEXT_KINDS,
     is_web_link,
     safe_text,
 )
 from pz_excel.xlsx.cells import norm as _norm
-
-if TYPE_CHECKING:
-    from pz_excel.xlsx.package import Package
-
+from pz_excel.xlsx.package import Package, rels_part_of, resolve_target
+from pz_excel.xlsx.segments import Blocks, Piece, Splitter, Strings
+from pz_excel.xlsx.styles import Styles
+from pz_excel.xlsx.xmltext import (
+    HYPERLINK_TYPE,
+    MAIN_NS,
+    PKG_REL_NS,
+    REL_NS,
+    SML,
+    attrs,
+    esc_attr,
+    esc_text,
+    parse_xml,
+    rich_text,
+    unescape,
+    xml_bytes,
+)
+from pz_excel.xlsx.zipio import (
+    CHUNK,
+    LEVEL,
+    LOCAL_HEADER_SIG,
+    MAX_PART,
+    MAX_SMALL_PART,
+    SEGMENT,
+    Member,
+    NewPart,
+    Run,
+    Unsupported,
+    pack,
+    read_layout,
+    write_zip,
+)
 
 # Elements that follow <hyperlinks> in a worksheet (ECMA-376 CT_Worksheet order): a new
 # <hyperlinks> goes right before the first of them.
+log = logging.getLogger("pz_excel.books.callspatch")
+
 _AFTER_HYPERLINKS = frozenset(
     "printOptions pageMargins pageSetup headerFooter rowBreaks colBreaks customProperties "
     "cellWatches ignoredErrors smartTags drawing legacyDrawing legacyDrawingHF drawingHF "
@@ -87,7 +107,7 @@ _AFTER_HYPERLINKS = frozenset(
 )
 
 
-class _ChangedOnDisk(Exception):
+class ChangedOnDisk(Exception):
     """Someone saved the workbook while we were writing ours: read it again and redo."""
 
 
@@ -129,7 +149,6 @@ _REL = re.compile(rb"<Relationship\b[^>]*?(?:/>|>\s*</Relationship>)", re.S)
 _REF_ATTR = re.compile(rb'(\sref=")([^"]*)(")')
 _ID_ATTR = re.compile(rb'\sId="([^"]*)"')
 _TYPE_TABLE = re.compile(rb'\sType="[^"]*/table"')
-_SIMPLE_T = re.compile(rb"<t(?: xml:space=\"preserve\")?>([^<]*)</t>")
 
 
 def _splitter(pattern: re.Pattern[bytes], what: str, empty: bool = False) -> Splitter:
@@ -386,13 +405,11 @@ class CallsPatch:
             "/officeDocument")), None)  # fmt: skip
         if main is None or read(main) is None:
             raise Unsupported("no workbook part")
-        from .package import Package, rels_part_of  # built on this module's zip code
-
         self.package = package = Package(read, set(pkg.by_name), main)
         wb = package.workbook
-        if wb.tag != _Q + "workbook":
+        if wb.tag != SML + "workbook":
             raise Unsupported("not a SpreadsheetML workbook (strict OOXML?)")
-        pr = wb.find(_Q + "workbookPr")
+        pr = wb.find(SML + "workbookPr")
         if pr is not None and pr.get("date1904") in ("1", "true"):
             self.epoch = MAC_EPOCH
         wb_rels = {rid: (kind, target) for rid, kind, target, _m in self._rels(read, main)}
@@ -427,14 +444,14 @@ class CallsPatch:
         for table_part in self.table_parts:
             raw = read(table_part)
             if raw is not None:
-                self.tables.append(_Table(table_part, _safe_xml(raw, table_part)))
+                self.tables.append(_Table(table_part, parse_xml(raw, table_part)))
         self.prime()
         package.rebind(self._member)
 
     def _new_sheet_xml(self) -> bytes:
         """A Calls sheet of ours: headers, widths, a frozen header row, a filter, and a
         page setup that prints it landscape, one page wide, the header on every page."""
-        from .sheetxml import Grid, worksheet_xml
+        from pz_excel.xlsx.sheetxml import Grid, worksheet_xml
 
         assert self.styles is not None
         grid = Grid(frozen_rows=1)
@@ -468,10 +485,10 @@ class CallsPatch:
         if data is None:
             return []
         out = []
-        for el in _safe_xml(data, rels_part).iter(f"{{{PKG_REL_NS}}}Relationship"):
+        for el in parse_xml(data, rels_part).iter(f"{{{PKG_REL_NS}}}Relationship"):
             mode, target = el.get("TargetMode") or "", el.get("Target") or ""
             if mode != "External":
-                target = _resolve(rels_part, target)
+                target = resolve_target(rels_part, target)
             out.append((el.get("Id") or "", el.get("Type") or "", target, mode))
         return out
 
@@ -679,7 +696,7 @@ class CallsPatch:
             if _TYPE_TABLE.search(item):
                 found = attrs(item)
                 if found.get("TargetMode") != "External":
-                    self.table_parts.append(_resolve(self.rels_part, found.get("Target", "")))
+                    self.table_parts.append(resolve_target(self.rels_part, found.get("Target", "")))
         self.rels.load(keys, items)
 
     # ------------------------------------------------------------------ writing rows
@@ -865,7 +882,7 @@ class CallsPatch:
             if last > max_row:
                 ref = f"{get_column_letter(min_col)}{min_row}:{get_column_letter(max_col)}{last}"
                 root.set("ref", ref)
-                auto = root.find(_Q + "autoFilter")
+                auto = root.find(SML + "autoFilter")
                 if auto is not None:
                     auto.set("ref", ref)  # must match the table, or Excel "repairs" it
                 table.dirty = True
@@ -942,7 +959,7 @@ class CallsPatch:
         for table in self.tables:
             if table.dirty:
                 name = self._stored(table.part)
-                fresh[name] = NewPart(name, [Run.of(pack(_to_xml(table.root), level))])
+                fresh[name] = NewPart(name, [Run.of(pack(xml_bytes(table.root), level))])
         for part, data in self.package.fresh().items():
             name = self._stored(part)
             fresh[name] = NewPart(name, [Run.of(pack(data, level))])
@@ -950,12 +967,12 @@ class CallsPatch:
         with open(self.path, "rb") as src:
             st = os.fstat(src.fileno())
             if stamp is not None and (st.st_mtime_ns, st.st_size, st.st_ino) != stamp:
-                raise _ChangedOnDisk
+                raise ChangedOnDisk
             for member in self._pkg.members:  # cheap guard: the parsed layout is this file
                 if member.name not in fresh:
                     src.seek(member.offset)
-                    if src.read(4) != _LFH_SIG:
-                        raise _ChangedOnDisk
+                    if src.read(4) != LOCAL_HEADER_SIG:
+                        raise ChangedOnDisk
             self._next_layout = write_zip(tmp, src, self._pkg.members, fresh,
                                           self._pkg.comment, removed)  # fmt: skip
 
@@ -992,7 +1009,7 @@ def _has_values(sheet_xml: bytes) -> bool:
 
 def _book_lang(package: Package, default: str | None) -> str:
     """The language of a new sheet of ours: the one the book's other sheets speak."""
-    from ..schema import CONTACTS, MANAGERS, SETTINGS
+    from pz_excel.crm.schema import CONTACTS, MANAGERS, SETTINGS
 
     titles = {_norm(s.title) for s in package.sheets()}
     ru = sum(_norm(s.ru) in titles for s in (CONTACTS, MANAGERS, SETTINGS))
@@ -1001,13 +1018,6 @@ def _book_lang(package: Package, default: str | None) -> str:
         return "ru" if ru > en else "en"
     return default or current_lang()
 
-
-def _resolve(rels_part: str, target: str) -> str:
-    """A relationship's target as a part name (relative to the part the rels belong to)."""
-    if target.startswith("/"):
-        return target.lstrip("/")
-    folder = posixpath.dirname(posixpath.dirname(rels_part))  # …/_rels/x.rels → …
-    return posixpath.normpath(posixpath.join(folder, target))
 
 
 def _s(style: int) -> str:
@@ -1032,7 +1042,7 @@ def _shared_strings(zf: zipfile.ZipFile, pkg: _Package, part: str | None,
     started = False
     with zf.open(info) as stream:
         while index <= top:
-            block = stream.read(_CHUNK)
+            block = stream.read(CHUNK)
             data = rest + block
             if not started:
                 root = re.search(rb"<([\w.-]+:)?sst\b[^>]*>", data)

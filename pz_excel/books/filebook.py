@@ -1,11 +1,12 @@
 """The Calls sheet (and the Dashboard) in an .xlsx/.xlsm file on disk, Excel closed.
 
-Every write is a zip-level patch (``xlsxpatch``): only our parts are written — the Calls
-sheet and its relationships, the styles we add, a missing Calls sheet's entries in the
-package, the Dashboard's sheet, drawing and charts — and every other member of the zip is
-copied byte for byte. A book that cannot be patched that way (encrypted, strict OOXML,
-ZIP64, markup we do not understand) is never rewritten some other way: ``write_calls``
-raises ``BookUnpatchable`` with one clear line, and the rows wait in the journal.
+Every write is a zip-level patch (``callspatch``, on the ``xlsx`` layer): only our parts
+are written — the Calls sheet and its relationships, the styles we add, a missing Calls
+sheet's entries in the package, the Dashboard's sheet, drawing and charts — and every other
+member of the zip is copied byte for byte. A book that cannot be patched that way
+(encrypted, strict OOXML, ZIP64, markup we do not understand) is never rewritten some other
+way: ``write_calls`` raises ``BookUnpatchable`` with one clear line, and the rows wait in
+the journal.
 
 What it promises the user:
 
@@ -33,12 +34,13 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..i18n import Text, UserError
-from ..instance import AlreadyRunning, InstanceLock
-from ..schema import CallRow
-from . import BookLocked, BookUnpatchable
-from .cells import HEADER_SCAN_ROWS
-from .xlsxpatch import CallsPatch, FormulaInOurCell, MissingColumns, Unsupported, _ChangedOnDisk
+from pz_excel.books import BookLocked, BookUnpatchable
+from pz_excel.books.callspatch import CallsPatch, ChangedOnDisk, FormulaInOurCell, MissingColumns
+from pz_excel.crm.schema import CallRow
+from pz_excel.i18n import Text, UserError
+from pz_excel.locks import AlreadyRunning, InstanceLock
+from pz_excel.xlsx.cells import HEADER_SCAN_ROWS
+from pz_excel.xlsx.zipio import Unsupported
 
 log = logging.getLogger("pz_excel.books.filebook")
 
@@ -320,7 +322,7 @@ class FileBook:
                     edit(self._patch)
                     self._save()
                     return
-                except _ChangedOnDisk:
+                except ChangedOnDisk:
                     log.info("%s changed while saving; reading it again", self.path)
                     self._forget()
                 except PermissionError as exc:
@@ -377,7 +379,7 @@ class FileBook:
                 os.fsync(fh.fileno())
             keep_owner_and_mode(self.path, tmp)
             if self._stat() != self._stamp:
-                raise _ChangedOnDisk
+                raise ChangedOnDisk
             self._check_locks()  # Excel may have opened it during the save
             self._replace(str(tmp), str(self.path))
         except BaseException:

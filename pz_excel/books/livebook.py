@@ -23,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..i18n import Text, UserError, current_lang
-from ..schema import CALLS, CONTACTS, CallRow, Column, cell_text, word
+from pz_excel.crm.schema import CALLS, CONTACTS, CallRow, Column, cell_text, word
+from pz_excel.i18n import Text, UserError, current_lang
 
 if TYPE_CHECKING:
     import xlwings as xw

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..schema import CallRow
+from pz_excel.crm.schema import CallRow
 
 log = logging.getLogger("pz_excel.books")
 
@@ -37,7 +37,7 @@ class SwitchingBook:
         self._live: Any = None
         self._live_ids: set[str] = set()
         if live_probe is None or live_factory is None:
-            from . import livebook
+            from pz_excel.books import livebook
 
             live_probe = live_probe or livebook.is_open_in_excel
             live_factory = live_factory or (lambda p: livebook.LiveBook(p))
@@ -136,7 +136,7 @@ class SwitchingBook:
         """(Contacts rows, Managers rows) from the open book, or None when not live."""
         if self._live is None:
             return None
-        from ..schema import CONTACTS, MANAGERS
+        from pz_excel.crm.schema import CONTACTS, MANAGERS
 
         return self._live.read_table(CONTACTS.names), self._live.read_table(MANAGERS.names)
 

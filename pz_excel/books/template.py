@@ -26,8 +26,17 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.filters import AutoFilter
 from openpyxl.worksheet.table import Table, TableColumn, TableStyleInfo
 
-from .i18n import Text, UserError
-from .schema import CALLS, CONTACTS, MANAGERS, SETTING_ROWS, SETTINGS, CallRow, Sheet, word
+from pz_excel.crm.schema import (
+    CALLS,
+    CONTACTS,
+    MANAGERS,
+    SETTING_ROWS,
+    SETTINGS,
+    CallRow,
+    Sheet,
+    word,
+)
+from pz_excel.i18n import Text, UserError
 
 TABLE_STYLE = "TableStyleMedium2"
 #: Table names are ASCII in both languages, so formulas and macros work in either.

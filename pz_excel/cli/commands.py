@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from . import paths
-from .i18n import Text, UserError, current_lang
+from pz_excel import paths
+from pz_excel.i18n import Text, UserError, current_lang
 
 log = logging.getLogger("pz_excel")
 
@@ -61,7 +61,7 @@ def setup_logging(verbose: bool = False) -> None:
 @click.option("--phone", default="", help="Your extension, for the Settings sheet.")
 def init_command(book: Path, lang: str | None, force: bool, server: str, phone: str) -> None:
     """Write the CRM workbook template (Contacts, Managers, Calls, Settings)."""
-    from .template import write_template
+    from pz_excel.books.template import write_template
 
     lang = lang or current_lang()
     settings = {k: v for k, v in {"server": server, "phone": phone}.items() if v}
@@ -74,8 +74,8 @@ def init_command(book: Path, lang: str | None, force: bool, server: str, phone: 
 
 def read_settings_sheet(book: Path) -> dict[str, str]:
     """Values of the Settings sheet (either language); {} if the sheet is absent."""
-    from .contacts import read_small_sheet
-    from .schema import SETTING_ROWS, SETTINGS, cell_text
+    from pz_excel.crm.contacts import read_small_sheet
+    from pz_excel.crm.schema import SETTING_ROWS, SETTINGS, cell_text
 
     if not book.exists():
         return {}
@@ -103,7 +103,7 @@ def read_settings_sheet(book: Path) -> dict[str, str]:
 
 
 def _tls_options(pin: str | None, legacy: bool, ca_file: str | None):
-    from .connector import TlsOptions
+    from pz_excel.connector.client import TlsOptions
 
     if not (pin or legacy or ca_file):
         return None
@@ -125,8 +125,8 @@ def build_config(
     tls=None,
     journal=None,
 ):
-    from .agent import AgentConfig
-    from .credentials import get_password
+    from pz_excel.agent.lifecycle import AgentConfig
+    from pz_excel.connector.credentials import get_password
 
     workbook = workbook.expanduser()
     if not workbook.exists():
@@ -199,7 +199,7 @@ def run_command(
     verbose: bool,
 ) -> None:
     """Run the call agent in the foreground; Ctrl+C stops it cleanly."""
-    from .agent import Agent
+    from pz_excel.agent.lifecycle import Agent
 
     setup_logging(verbose)
     config = build_config(
@@ -252,7 +252,7 @@ def run_command(
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_command(workbook: Path | None, as_json: bool) -> None:
     """Show the running agent's state, extension, server, last event and journal path."""
-    from .api import AgentUnavailable, ApiClient
+    from pz_excel.agent.api import AgentUnavailable, ApiClient
 
     try:
         client = ApiClient.discover(workbook=workbook)
@@ -299,7 +299,7 @@ def status_command(workbook: Path | None, as_json: bool) -> None:
 @click.option("--workbook", "-w", type=click.Path(dir_okay=False, path_type=Path))
 def call_command(number: str, workbook: Path | None) -> None:
     """Place a call from your extension to NUMBER through the running agent."""
-    from .api import ApiClient
+    from pz_excel.agent.api import ApiClient
 
     client = ApiClient.discover(workbook=workbook, timeout=8.0)
     result = client.post("/call", {"number": number})

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .i18n import Text, UserError, current_lang
+from pz_excel.i18n import Text, UserError, current_lang
 
 MANAGERS = [("Анна Смирнова", "101"), ("Борис Иванов", "102"), ("Вера Петрова", "103")]
 ME = "101"
@@ -33,10 +33,10 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: Text) -> None:
 
 def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) -> Path:
     # Imports here keep `pz-excel --help` fast.
-    from .agent import Agent, AgentConfig
-    from .api import ApiClient
-    from .template import demo_contacts, write_template
-    from .testserver import ServerThread
+    from pz_excel.agent.api import ApiClient
+    from pz_excel.agent.lifecycle import Agent, AgentConfig
+    from pz_excel.books.template import demo_contacts, write_template
+    from pz_excel.tools.testserver import ServerThread
 
     directory.mkdir(parents=True, exist_ok=True)
     os.environ["PZ_EXCEL_HOME"] = str(directory / "state")  # demo state stays in its folder
@@ -273,7 +273,7 @@ def _print_calls(book: Path, lang: str, console: Console) -> None:
     """Read the Calls sheet back from the file, as Excel would show it."""
     from openpyxl import load_workbook
 
-    from .schema import CALLS
+    from pz_excel.crm.schema import CALLS
 
     wb = load_workbook(book, read_only=True)
     rows = list(wb[CALLS.title(lang)].iter_rows(values_only=True))

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .i18n import UserError
+from pz_excel import __version__
+from pz_excel.i18n import UserError
 
 # name -> "module:attribute" of a click.Command; each module owns its options.
 COMMANDS = {
-    "init": ("pz_excel.commands:init_command", "write the CRM workbook template"),
-    "run": ("pz_excel.commands:run_command", "run the call agent for a workbook"),
-    "status": ("pz_excel.commands:status_command", "show the running agent's state"),
-    "call": ("pz_excel.commands:call_command", "place a call through the running agent"),
-    "demo": ("pz_excel.demo:demo_command", "the whole product on a built-in test connector"),
-    "testserver": ("pz_excel.testserver:command", "a stand-in for the vendor's TestServer"),
-    "diag": ("pz_excel.diag:command", "diagnostic console for a connector"),
-    "addin": ("pz_excel.addin:command", "build, install or remove the Excel ribbon add-in"),
+    "init": ("pz_excel.cli.commands:init_command", "write the CRM workbook template"),
+    "run": ("pz_excel.cli.commands:run_command", "run the call agent for a workbook"),
+    "status": ("pz_excel.cli.commands:status_command", "show the running agent's state"),
+    "call": ("pz_excel.cli.commands:call_command", "place a call through the running agent"),
+    "demo": ("pz_excel.cli.demo:demo_command", "the whole product on a built-in test connector"),
+    "testserver": ("pz_excel.tools.testserver:command", "a stand-in for the vendor's TestServer"),
+    "diag": ("pz_excel.tools.diag:command", "diagnostic console for a connector"),
+    "addin": ("pz_excel.excel.addin:command", "build, install or remove the Excel ribbon add-in"),
     "bench": ("bench.__main__:command", "run the benchmarks and print the figures"),
 }
 
@@ -101,7 +101,7 @@ def _crash_report() -> str:
     import traceback
 
     try:
-        from . import paths
+        from pz_excel import paths
 
         folder = paths.home() / "crash"
         folder.mkdir(parents=True, exist_ok=True)

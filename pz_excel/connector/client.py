@@ -42,8 +42,9 @@ from urllib.parse import urlsplit
 import websocket
 from websocket import ABNF
 
-from . import protocol, tlsutil
-from .i18n import Text
+from pz_excel.connector import tls as tlsutil
+from pz_excel.i18n import Text
+from pz_excel.protocol import codec as protocol
 
 log = logging.getLogger(__name__)
 

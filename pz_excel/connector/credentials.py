@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
-from .i18n import Text, UserError
-from .protocol import ProtocolError, normalize_server_url
+from pz_excel.i18n import Text, UserError
+from pz_excel.protocol.codec import ProtocolError, normalize_server_url
 
 SERVICE = "pz-excel"
 

@@ -49,11 +49,11 @@ from defusedxml.ElementTree import ParseError
 from defusedxml.ElementTree import fromstring as safe_fromstring
 from lxml import etree
 
-from . import phones
-from .i18n import Text, UserError
-from .schema import CONTACTS, MANAGERS, Column, Sheet
+from pz_excel.crm import phones
+from pz_excel.crm.schema import CONTACTS, MANAGERS, Column, Sheet
+from pz_excel.i18n import Text, UserError
 
-log = logging.getLogger("pz_excel.contacts")
+log = logging.getLogger("pz_excel.crm.contacts")
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The header row is looked for in the first rows that have any cell (titles sit above).
@@ -1205,7 +1205,7 @@ class _Plan:
         return out
 
 
-def _resolve(kinds: Sequence[str], raws: Sequence[str], sst: list[str]) -> list[object]:
+def _decode_cells(kinds: Sequence[str], raws: Sequence[str], sst: list[str]) -> list[object]:
     """One column of raw cells → values (text decoded, shared strings looked up)."""
     found = set(kinds)
     if found <= _TEXT_KINDS or (
@@ -1255,7 +1255,7 @@ def _contact_columns(
         cols = list(zip(*rows, strict=True))  # transposed in C
         fields: list[list[object]] = [[None] * len(rows) for _ in _FIELDS]
         for j, pos in enumerate(plan.positions):
-            fields[pos] = _resolve(cols[1 + 2 * j], cols[2 + 2 * j], sst)
+            fields[pos] = _decode_cells(cols[1 + 2 * j], cols[2 + 2 * j], sst)
         yield list(map(int, cols[0])), fields
 
 

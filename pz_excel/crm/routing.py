@@ -24,10 +24,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from . import phones
-from .contacts import Contact, ContactIndex, name_key
-from .i18n import Text
-from .schema import cell_text as _text
+from pz_excel.crm import phones
+from pz_excel.crm.contacts import Contact, ContactIndex, name_key
+from pz_excel.crm.schema import cell_text as _text
+from pz_excel.i18n import Text
 
 
 @dataclass(frozen=True)

@@ -43,15 +43,15 @@ from pathlib import Path
 import click
 from lxml import etree
 
-from . import vbaproject
-from .i18n import Text, UserError, current_lang
+from pz_excel.excel import vbaproject
+from pz_excel.i18n import Text, UserError, current_lang
 
 ADDIN_FILE = "pz_excel.xlam"
-UDF_MODULE = "udfs.pz_udfs"  # what xlwings' Import Functions loads: our PZ_* formulas
+UDF_MODULE = "pz_excel_udfs.pz_udfs"  # what xlwings' Import Functions loads: our PZ_* formulas
 PROJECT_NAME = "pz_excel"  # xlwings PROJECT_NAME: names the config file and config sheet
 VBA_PROJECT_NAME = "PZExcel"  # as the VBA editor shows the project
 VBA_MODULE = "PZExcel"  # the ribbon callbacks module (workbook/PZExcel.bas)
-MACROS_MODULE = "pz_excel.macros"  # Python side of the buttons (written elsewhere)
+MACROS_MODULE = "pz_excel.excel.macros"  # Python side of the buttons (written elsewhere)
 
 # The xlwings template we start from, and what in it we change.
 TEMPLATE_FILE = "quickstart_addin_ribbon.xlam"
@@ -142,8 +142,8 @@ FILE_LOCKED = Text(
 
 
 def resource(name: str) -> bytes:
-    """A file shipped in ``pz_excel/resources`` (copies of ``workbook/`` sources)."""
-    return (resources.files("pz_excel") / "resources" / name).read_bytes()
+    """A source of the add-in (VBA module, ribbon XML): its one copy, in the package."""
+    return (resources.files("pz_excel.excel") / "resources" / name).read_bytes()
 
 
 def customui_xml(lang: str) -> bytes:
@@ -302,7 +302,7 @@ def build_offline(lang: str, template: Path | None = None) -> bytes:
 
 def build_with_excel(lang: str) -> bytes:
     """The add-in with its VBA project written by Excel itself (Windows, COM)."""
-    from .books import livebook
+    from pz_excel.books import livebook
 
     with tempfile.TemporaryDirectory(prefix="pz-excel-addin-") as tmp:
         work = Path(tmp) / "template.xlam"
@@ -472,7 +472,7 @@ def build_command(out: Path, lang: str | None, engine: str) -> None:
 def install_command(file_: Path | None, lang: str | None, engine: str) -> None:
     """Copy the add-in to Excel's XLSTART folder (like 'xlwings addin install')."""
     _needs_excel_here(INSTALL_NEEDS_EXCEL)
-    from .books import livebook
+    from pz_excel.books import livebook
 
     data = file_.read_bytes() if file_ else build(lang or current_lang(), engine)
     target = livebook.excel_startup_path() / ADDIN_FILE
@@ -500,7 +500,7 @@ def install_command(file_: Path | None, lang: str | None, engine: str) -> None:
 def remove_command() -> None:
     """Remove the add-in from Excel's XLSTART folder (settings are kept)."""
     _needs_excel_here(INSTALL_NEEDS_EXCEL)
-    from .books import livebook
+    from pz_excel.books import livebook
 
     target = livebook.excel_startup_path() / ADDIN_FILE
     if not target.exists():
@@ -518,7 +518,7 @@ def remove_command() -> None:
 def status_command() -> None:
     """Show where the add-in is installed and which Python it runs."""
     _needs_excel_here(INSTALL_NEEDS_EXCEL)
-    from .books import livebook
+    from pz_excel.books import livebook
 
     target = livebook.excel_startup_path() / ADDIN_FILE
     state = (

@@ -26,15 +26,17 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from . import credentials, paths, phones
-from .api import AgentUnavailable, ApiClient, running_agents
-from .books import BookLocked
-from .i18n import Text, UserError, current_lang
-from .protocol import ProtocolError, normalize_server_url
-from .schema import CALLS, CONTACTS, MANAGERS, SETTING_ROWS, SETTINGS, Sheet
-from .udf_logic import cell_text, format_call
+from pz_excel import paths
+from pz_excel.agent.api import AgentUnavailable, ApiClient, running_agents
+from pz_excel.books import BookLocked
+from pz_excel.connector import credentials
+from pz_excel.crm import phones
+from pz_excel.crm.schema import CALLS, CONTACTS, MANAGERS, SETTING_ROWS, SETTINGS, Sheet
+from pz_excel.excel.udf_logic import cell_text, format_call
+from pz_excel.i18n import Text, UserError, current_lang
+from pz_excel.protocol.codec import ProtocolError, normalize_server_url
 
-log = logging.getLogger("pz_excel.macros")
+log = logging.getLogger("pz_excel.excel.macros")
 
 TITLE = Text("Prostie Zvonki", "Простые Звонки")
 CONNECT_WAIT = 12.0  # s to wait for the new agent's first connection result
@@ -665,7 +667,7 @@ def _macro(action: Callable[[Any], None]) -> Callable[[], None]:
 
     @functools.wraps(action)
     def run() -> None:
-        from .books import livebook
+        from pz_excel.books import livebook
 
         book = livebook.caller_book()
         title = str(TITLE)
@@ -702,7 +704,7 @@ def _log_crash(name: str) -> Path:
 
 
 def _saved_path(book: Any) -> Path:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     raw = livebook.book_path(book)
     path = Path(raw) if raw else None
@@ -718,7 +720,7 @@ def _saved_path(book: Any) -> Path:
 
 def _client(book: Any, timeout: float = API_TIMEOUT) -> ApiClient:
     """This workbook's agent, else the one running agent (for a second open workbook)."""
-    from .books import livebook
+    from pz_excel.books import livebook
 
     raw = livebook.book_path(book)
     found = agent_for(raw, timeout) if raw else None
@@ -726,13 +728,13 @@ def _client(book: Any, timeout: float = API_TIMEOUT) -> ApiClient:
 
 
 def _row_reader(book: Any) -> RowReader:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     return lambda sheet, row: livebook.row_values(book, sheet, row)
 
 
 def _settings_table(book: Any) -> list[list]:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     table = livebook.sheet_table(book, SETTINGS.names)
     if not table:
@@ -747,7 +749,7 @@ def _settings_table(book: Any) -> list[list]:
 
 def _password_for(book: Any, server: str, phone: str) -> tuple[bool, str | None]:
     """(go on?, password for the child's environment) — asks once, keeps it in the keyring."""
-    from .books import livebook
+    from pz_excel.books import livebook
 
     if credentials.get_password(server, phone):
         return True, None  # the agent reads the keyring itself
@@ -779,7 +781,7 @@ def _password_for(book: Any, server: str, phone: str) -> tuple[bool, str | None]
 
 
 def _connect(book: Any) -> None:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     path = _saved_path(book)
     running = agent_for(path)
@@ -811,7 +813,7 @@ def _connect(book: Any) -> None:
 
 
 def _disconnect(book: Any) -> None:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     path = livebook.book_path(book)
     client = agent_for(path) if path else None
@@ -823,7 +825,7 @@ def _disconnect(book: Any) -> None:
 
 
 def _dial(book: Any, pick: Pick) -> None:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     ok, text = place_call(_client(book, CALL_TIMEOUT), pick)
     if ok:
@@ -833,7 +835,7 @@ def _dial(book: Any, pick: Pick) -> None:
 
 
 def _call_selected(book: Any) -> None:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     pick = pick_number(livebook.selection_values(book), _row_reader(book))
     assert pick is not None  # only tables_only picks may be None
@@ -841,7 +843,7 @@ def _call_selected(book: Any) -> None:
 
 
 def _call_back(book: Any) -> None:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     pick = pick_number(
         livebook.selection_values(book), _row_reader(book), tables=(CALLS,), tables_only=True
@@ -877,20 +879,20 @@ def _call_back(book: Any) -> None:
 
 
 def _status(book: Any) -> None:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     livebook.message_box(book, status_message(_client(book).get("/status")), str(TITLE))
 
 
 def _refresh_contacts(book: Any) -> None:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     result = _client(book, timeout=30.0).post("/refresh")
     livebook.message_box(book, str(refresh_message(result)), str(TITLE))
 
 
 def _settings(book: Any) -> None:
-    from .books import livebook
+    from pz_excel.books import livebook
 
     table = _settings_table(book)
     cells = parse_settings(table)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from . import phones
-from .api import AgentUnavailable, ApiClient
-from .i18n import Text, UserError, current_lang
-from .schema import WORDS, word
+from pz_excel.agent.api import AgentUnavailable, ApiClient
+from pz_excel.crm import phones
+from pz_excel.crm.schema import WORDS, word
+from pz_excel.i18n import Text, UserError, current_lang
 
 log = logging.getLogger("pz_excel.udfs")
 

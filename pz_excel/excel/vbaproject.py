@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 # [MS-OVBA] 2.4.1 compression
 # ---------------------------------------------------------------------------------------------
 
-_CHUNK = 4096
+CHUNK = 4096
 _MAX_CANDIDATES = 48  # match candidates tried per position: plenty for source text
 
 
@@ -53,8 +53,8 @@ def decompress(data: bytes) -> bytes:
         pos += 2
         chunk_start = len(out)
         if not header & 0x8000:  # raw chunk: 4096 literal bytes
-            out += data[pos : pos + _CHUNK]
-            pos += _CHUNK
+            out += data[pos : pos + CHUNK]
+            pos += CHUNK
             continue
         while pos < end:
             flags = data[pos]
@@ -127,13 +127,13 @@ def _compress_chunk(chunk: bytes) -> bytes:
 def compress(data: bytes) -> bytes:
     """Compress to a CompressedContainer ([MS-OVBA] 2.4.1.3.6)."""
     out = bytearray(b"\x01")
-    for start in range(0, len(data), _CHUNK):
-        chunk = data[start : start + _CHUNK]
+    for start in range(0, len(data), CHUNK):
+        chunk = data[start : start + CHUNK]
         body = _compress_chunk(chunk)
         if len(body) + 2 <= 4098:
             out += (0xB000 | (len(body) - 1)).to_bytes(2, "little")  # flag 1, signature 0b011
             out += body
-        elif len(chunk) == _CHUNK:
+        elif len(chunk) == CHUNK:
             out += (0x3FFF).to_bytes(2, "little")  # raw chunk: flag 0, size 4095
             out += chunk
         else:  # a short, incompressible last chunk has no valid encoding; text never gets here

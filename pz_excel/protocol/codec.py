@@ -29,7 +29,7 @@ from xml.sax.saxutils import escape, quoteattr
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser, ParseError
 
-from .i18n import Text
+from pz_excel.i18n import Text
 
 DEFAULT_PORT = 10150
 MAX_PASSWORD_LENGTH = 32

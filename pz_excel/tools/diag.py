@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import protocol
-from .i18n import Text, UserError, current_lang
+from pz_excel.i18n import Text, UserError, current_lang
+from pz_excel.protocol import codec as protocol
 
 if TYPE_CHECKING:
-    from .connector import ConnectionState, ConnectorClient
+    from pz_excel.connector.client import ConnectionState, ConnectorClient
 
 DIAG_GUID = "diag"
 DIAG_CLIENT_TYPE = "Diagnostic"
@@ -449,7 +449,7 @@ class Console:
         return self._request(action)
 
     def _request(self, action: Action) -> bool:
-        from .connector import ConnectorError
+        from pz_excel.connector.client import ConnectorError
 
         assert action.build is not None
         try:
@@ -549,7 +549,7 @@ def _quiet_connector_logs() -> None:
     # Without logging set up, Python prints library warnings to stderr; the console
     # already tells the user why a connection ended, in both languages.
     if not logging.getLogger().handlers:
-        logger = logging.getLogger("pz_excel.connector")
+        logger = logging.getLogger("pz_excel.connector.client")
         if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
             logger.addHandler(logging.NullHandler())
 
@@ -615,7 +615,7 @@ def command(
     case-insensitive; their arguments keep their case (the vendor's console lowercases
     them, which breaks base64 SMS text).
     """
-    from .connector import ConnectorClient, TlsConfigError, TlsOptions
+    from pz_excel.connector.client import ConnectorClient, TlsConfigError, TlsOptions
 
     _quiet_connector_logs()
     try:

@@ -45,9 +45,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
-from . import protocol, tlsutil
-from .i18n import Text, UserError
-from .protocol import Event
+from pz_excel.connector import tls as tlsutil
+from pz_excel.i18n import Text, UserError
+from pz_excel.protocol import codec as protocol
+from pz_excel.protocol.codec import Event
 
 DEFAULT_VERSION = "Test Server v1.1.2 (pz-excel)"
 #: Close reason of the older connection of a GUID that logged in again (capture wording).

@@ -12,7 +12,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 MAX_CELL_TEXT = 32767  # Excel's limit for a cell
 MAX_LINK = 2079  # Excel's limit for a hyperlink address
 #: Excel keeps at most 65,530 hyperlinks on a sheet and "repairs" a file with more; we stop
-#: short of it (a recording past this is written as plain text, see xlsxpatch).
+#: short of it (a recording past this is written as plain text, see books/callspatch.py).
 MAX_SHEET_LINKS = 65_000
 HEADER_SCAN_ROWS = 10  # a title or a note may sit above the header row
 DATE_FORMATS = {"en": "yyyy-mm-dd hh:mm:ss", "ru": "dd.mm.yyyy hh:mm:ss"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .xlsxpatch import REL_NS, esc_attr, esc_text
+from pz_excel.xlsx.xmltext import REL_NS, esc_attr, esc_text
 
 C_NS = "http://schemas.openxmlformats.org/drawingml/2006/chart"
 A_NS = "http://schemas.openxmlformats.org/drawingml/2006/main"

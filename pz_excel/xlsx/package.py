@@ -6,7 +6,7 @@ nothing else: ``[Content_Types].xml`` (an Override per new part), ``xl/workbook.
 ``docProps/app.xml`` (the sheet titles Explorer shows). Each is parsed with lxml, edited in
 place and serialised again: every element and attribute we do not touch (extensions,
 ``mc:Ignorable`` namespaces, defined names, views) is kept as it was. All other members of
-the zip are copied byte for byte by ``xlsxpatch.write_zip``.
+the zip are copied byte for byte by ``zipio.write_zip``.
 
 A ``Package`` is a model in memory: ``fresh()`` gives the parts to write, ``removed()`` the
 members to leave out; ``committed()`` is called once the new file is the workbook.
@@ -21,16 +21,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from .xlsxpatch import (
-    CT_NS,
-    MAIN_NS,
-    PKG_REL_NS,
-    REL_NS,
-    Unsupported,
-    _resolve,
-    _safe_xml,
-    _to_xml,
-)
+from pz_excel.xlsx.xmltext import CT_NS, MAIN_NS, PKG_REL_NS, REL_NS, parse_xml, xml_bytes
+from pz_excel.xlsx.zipio import Unsupported
 
 CT_WORKSHEET = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
 CT_DRAWING = "application/vnd.openxmlformats-officedocument.drawing+xml"
@@ -42,7 +34,7 @@ VT_NS = "http://schemas.openxmlformats.org/officeDocument/2006/docPropsVTypes"
 APP_NS = "http://schemas.openxmlformats.org/officeDocument/2006/extended-properties"
 PRINT_TITLES = "_xlnm.Print_Titles"
 
-_Q = "{%s}" % MAIN_NS  # noqa: UP031 - a Clark-notation prefix
+SML = "{%s}" % MAIN_NS  # noqa: UP031 - a Clark-notation prefix
 _R = "{%s}" % REL_NS  # noqa: UP031
 _P = "{%s}" % PKG_REL_NS  # noqa: UP031
 _C = "{%s}" % CT_NS  # noqa: UP031
@@ -73,6 +65,15 @@ def quote_title(title: str) -> str:
     return "'" + title.replace("'", "''") + "'"
 
 
+def resolve_target(rels_part: str, target: str) -> str:
+    """A relationship's target as a part name (relative to the part the rels belong to)."""
+    if target.startswith("/"):
+        return target.lstrip("/")
+    folder = posixpath.dirname(posixpath.dirname(rels_part))  # …/_rels/x.rels → …
+    return posixpath.normpath(posixpath.join(folder, target))
+
+
+
 class Package:
     """See the module docstring. ``read(part)`` gives a member's bytes (None if absent)."""
 
@@ -85,11 +86,11 @@ class Package:
         wb, wb_rels = read(main), read(self.main_rels)
         if types is None or wb is None or wb_rels is None:
             raise Unsupported("no content types, workbook part or workbook relationships")
-        self.types = _safe_xml(types, "[Content_Types].xml")
-        self.workbook = _safe_xml(wb, main)
-        self.wb_rels = _safe_xml(wb_rels, self.main_rels)
+        self.types = parse_xml(types, "[Content_Types].xml")
+        self.workbook = parse_xml(wb, main)
+        self.wb_rels = parse_xml(wb_rels, self.main_rels)
         app = read("docProps/app.xml")
-        self.app = _safe_xml(app, "docProps/app.xml") if app is not None else None
+        self.app = parse_xml(app, "docProps/app.xml") if app is not None else None
         self._dirty: set[str] = set()  # which of the four to write
         self._parts: dict[str, tuple[str, bytes]] = {}  # lower-case → (name, bytes) put
         self._removed: set[str] = set()
@@ -110,12 +111,12 @@ class Package:
 
     def sheets(self) -> list[SheetEntry]:
         targets = {
-            el.get("Id"): _resolve(self.main_rels, el.get("Target") or "")
+            el.get("Id"): resolve_target(self.main_rels, el.get("Target") or "")
             for el in self.wb_rels.iter(_P + "Relationship")
             if el.get("TargetMode") != "External"
         }
         out = []
-        for i, el in enumerate(self.workbook.iter(_Q + "sheet")):
+        for i, el in enumerate(self.workbook.iter(SML + "sheet")):
             rid = el.get(_R + "id") or ""
             out.append(SheetEntry(el.get("name") or "", targets.get(rid, ""), rid, i))
         return out
@@ -134,8 +135,8 @@ class Package:
         if data is None:
             return []
         return [
-            (el.get("Id") or "", el.get("Type") or "", _resolve(rels, el.get("Target") or ""))
-            for el in _safe_xml(data, rels).iter(_P + "Relationship")
+            (el.get("Id") or "", el.get("Type") or "", resolve_target(rels, el.get("Target") or ""))
+            for el in parse_xml(data, rels).iter(_P + "Relationship")
             if el.get("TargetMode") != "External"
         ]
 
@@ -205,11 +206,11 @@ class Package:
         target = posixpath.relpath(part, posixpath.dirname(self.main))
         etree.SubElement(self.wb_rels, _P + "Relationship", Id=rid, Type=REL_WORKSHEET,
                          Target=target)
-        sheets = self.workbook.find(_Q + "sheets")
+        sheets = self.workbook.find(SML + "sheets")
         if sheets is None:
             raise Unsupported("workbook.xml has no <sheets>")
         sheet_id = 1 + max((int(el.get("sheetId") or 0) for el in sheets), default=0)
-        el = etree.SubElement(sheets, _Q + "sheet", name=title, sheetId=str(sheet_id))
+        el = etree.SubElement(sheets, SML + "sheet", name=title, sheetId=str(sheet_id))
         el.set(_R + "id", rid)
         self._override(part, CT_WORKSHEET)
         self._app_title(None, title)
@@ -217,11 +218,11 @@ class Package:
         return SheetEntry(title, part, rid, len(sheets) - 1)
 
     def rename_sheet(self, entry: SheetEntry, title: str) -> None:
-        for el in self.workbook.iter(_Q + "sheet"):
+        for el in self.workbook.iter(SML + "sheet"):
             if el.get(_R + "id") == entry.rid:
                 el.set("name", title)
         old = quote_title(entry.title)
-        for el in self.workbook.iter(_Q + "definedName"):  # our print titles, if any
+        for el in self.workbook.iter(SML + "definedName"):  # our print titles, if any
             if el.text and (old + "!") in el.text:
                 el.text = el.text.replace(old + "!", quote_title(title) + "!")
         self._app_title(entry.title, title)
@@ -230,22 +231,22 @@ class Package:
 
     def set_print_titles(self, entry: SheetEntry, rows: str) -> None:
         """``rows`` like ``$1:$1`` repeated at the top of each printed page of ``entry``."""
-        names = self.workbook.find(_Q + "definedNames")
+        names = self.workbook.find(SML + "definedNames")
         if names is None:
-            names = etree.Element(_Q + "definedNames")
+            names = etree.Element(SML + "definedNames")
             # CT_Workbook order: … sheets, functionGroups, externalReferences, definedNames
             after = None
             for tag in ("sheets", "functionGroups", "externalReferences"):
-                found = self.workbook.find(_Q + tag)
+                found = self.workbook.find(SML + tag)
                 if found is not None:
                     after = found
             if after is None:
                 raise Unsupported("workbook.xml has no <sheets>")
             after.addnext(names)
-        for el in names.iterchildren(_Q + "definedName"):
+        for el in names.iterchildren(SML + "definedName"):
             if el.get("name") == PRINT_TITLES and el.get("localSheetId") == str(entry.index):
                 return  # the user's (or ours from before): kept
-        el = etree.SubElement(names, _Q + "definedName", name=PRINT_TITLES,
+        el = etree.SubElement(names, SML + "definedName", name=PRINT_TITLES,
                               localSheetId=str(entry.index))
         el.text = f"{quote_title(entry.title)}!{rows}"
         self._dirty.add("workbook")
@@ -301,7 +302,7 @@ class Package:
             ("app", "docProps/app.xml", self.app),
         ):
             if key in self._dirty and root is not None:
-                out[part] = _to_xml(root)
+                out[part] = xml_bytes(root)
         return out
 
     def removed(self) -> set[str]:
@@ -328,4 +329,4 @@ def new_rels(rels: list[tuple[str, str, str]]) -> bytes:
     root = etree.Element(_P + "Relationships", nsmap={None: PKG_REL_NS})
     for rid, kind, target in rels:
         etree.SubElement(root, _P + "Relationship", Id=rid, Type=kind, Target=target)
-    return _to_xml(root)
+    return xml_bytes(root)

@@ -3,46 +3,14 @@ own: a save recompresses only the segments that changed."""
 
 from __future__ import annotations
 
-
 import bisect
-import copy
-import itertools
-import logging
-import os
-import posixpath
-import re
-import struct
-import time
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from lxml import etree
-from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
-from openpyxl.utils.cell import column_index_from_string, get_column_letter, range_boundaries
-from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, to_excel
-
-from pz_excel.i18n import Text, current_lang
-from pz_excel.crm.schema import CALLS, WORDS, CallRow, Column, cell_text, word
-from pz_excel.xlsx.cells import (
-    DATE_FORMATS,
-    FORMULA_START,
-    HEADER_SCAN_ROWS,
-    ID_KEYS,
-    LINK_COLOR,
-    MAX_SHEET_LINKS,
-    TEXT_KINDS,
-    is_web_link,
-    safe_text,
-)
-from pz_excel.xlsx.cells import norm as _norm
+from pz_excel.xlsx.zipio import SEGMENT, Packed, Run, crc32_combine, pack, unpack
 
 if TYPE_CHECKING:
-    from pz_excel.xlsx.package import Package
+    pass
 
 
 # ---------------------------------------------------------------------------- segments

@@ -2,46 +2,21 @@
 
 from __future__ import annotations
 
-
-import bisect
 import copy
-import itertools
-import logging
-import os
-import posixpath
-import re
-import struct
-import time
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from lxml import etree
 from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
-from openpyxl.utils.cell import column_index_from_string, get_column_letter, range_boundaries
-from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, to_excel
 
-from pz_excel.i18n import Text, current_lang
-from pz_excel.crm.schema import CALLS, WORDS, CallRow, Column, cell_text, word
 from pz_excel.xlsx.cells import (
     DATE_FORMATS,
-    FORMULA_START,
-    HEADER_SCAN_ROWS,
-    ID_KEYS,
     LINK_COLOR,
-    MAX_SHEET_LINKS,
-    TEXT_KINDS,
-    is_web_link,
-    safe_text,
 )
-from pz_excel.xlsx.cells import norm as _norm
+from pz_excel.xlsx.xmltext import SML, parse_xml, xml_bytes
+from pz_excel.xlsx.zipio import Unsupported
 
 if TYPE_CHECKING:
-    from pz_excel.xlsx.package import Package
+    pass
 
 
 # ---------------------------------------------------------------------------- styles
@@ -59,17 +34,17 @@ class Styles:
     def __init__(self, part: str, data: bytes, lang: str) -> None:
         self.part = part
         self.lang = lang
-        self.root = _safe_xml(data, part)
-        if self.root.tag != _Q + "styleSheet":
+        self.root = parse_xml(data, part)
+        if self.root.tag != SML + "styleSheet":
             raise Unsupported(f"{part} is not a SpreadsheetML style sheet")
         self.numfmts = {int(el.get("numFmtId")): el.get("formatCode") or ""
-                        for el in self.root.iter(_Q + "numFmt")}  # fmt: skip
-        fonts, xfs = self.root.find(_Q + "fonts"), self.root.find(_Q + "cellXfs")
+                        for el in self.root.iter(SML + "numFmt")}  # fmt: skip
+        fonts, xfs = self.root.find(SML + "fonts"), self.root.find(SML + "cellXfs")
         if fonts is None or xfs is None or not len(xfs):
             raise Unsupported(f"{part} has no fonts or cell formats")
         self.fonts_el, self.xfs_el = fonts, xfs
-        self.fonts = list(fonts.iterchildren(_Q + "font"))
-        self.xfs = list(xfs.iterchildren(_Q + "xf"))
+        self.fonts = list(fonts.iterchildren(SML + "font"))
+        self.xfs = list(xfs.iterchildren(SML + "xf"))
         self.font_keys: dict[bytes, int] = {}
         for i, el in enumerate(self.fonts):
             self.font_keys.setdefault(self._key(el), i)
@@ -156,11 +131,11 @@ class Styles:
             if known == code:
                 return fmt_id
         fmt_id = max([163, *self.numfmts]) + 1
-        numfmts = self.root.find(_Q + "numFmts")
+        numfmts = self.root.find(SML + "numFmts")
         if numfmts is None:
-            numfmts = etree.Element(_Q + "numFmts")
+            numfmts = etree.Element(SML + "numFmts")
             self.root.insert(0, numfmts)
-        etree.SubElement(numfmts, _Q + "numFmt", numFmtId=str(fmt_id), formatCode=code)
+        etree.SubElement(numfmts, SML + "numFmt", numFmtId=str(fmt_id), formatCode=code)
         numfmts.set("count", str(len(numfmts)))
         self.numfmts[fmt_id] = code
         self.dirty = True
@@ -174,7 +149,7 @@ class Styles:
         font = self.fonts[font_id]
 
         def val(tag: str) -> str | None:
-            child = font.find(_Q + tag)
+            child = font.find(SML + tag)
             return None if child is None else child.get("val", "")
 
         def flag(tag: str) -> bool:
@@ -182,24 +157,24 @@ class Styles:
             return v is not None and v not in ("0", "false")
 
         underline = val("u")
-        color = font.find(_Q + "color")
+        color = font.find(SML + "color")
         rgb = color.get("rgb") if color is not None else None
         link_look = underline in ("", "single") and isinstance(rgb, str) and \
             rgb[-6:].upper() == LINK_COLOR  # fmt: skip
         if not link and not link_look:
             return font_id
-        new = etree.Element(_Q + "font")
+        new = etree.Element(SML + "font")
         for tag in ("b", "i"):
             if flag(tag):
-                etree.SubElement(new, _Q + tag)
+                etree.SubElement(new, SML + tag)
         if link:
-            etree.SubElement(new, _Q + "u", val="single")
+            etree.SubElement(new, SML + "u", val="single")
         if val("sz"):
-            etree.SubElement(new, _Q + "sz", val=val("sz") or "")
+            etree.SubElement(new, SML + "sz", val=val("sz") or "")
         if link:
-            etree.SubElement(new, _Q + "color", rgb="FF" + LINK_COLOR)
+            etree.SubElement(new, SML + "color", rgb="FF" + LINK_COLOR)
         if val("name"):
-            etree.SubElement(new, _Q + "name", val=val("name") or "")
+            etree.SubElement(new, SML + "name", val=val("name") or "")
         return self._add(self.font_keys, self.fonts, self.fonts_el, new)
 
     def make(self, *, bold: bool = False, size: float | None = None, fill: str = "",
@@ -213,16 +188,16 @@ class Styles:
             return found
         font = copy.deepcopy(self.fonts[0])
         for child in list(font):
-            if child.tag in (_Q + "b", _Q + "sz") or (size and child.tag == _Q + "scheme"):
+            if child.tag in (SML + "b", SML + "sz") or (size and child.tag == SML + "scheme"):
                 font.remove(child)
         if bold:
-            font.insert(0, etree.Element(_Q + "b"))
-        base_size = self.fonts[0].find(_Q + "sz")
+            font.insert(0, etree.Element(SML + "b"))
+        base_size = self.fonts[0].find(SML + "sz")
         sz = size or (float(base_size.get("val") or 11) if base_size is not None else 11)
-        etree.SubElement(font, _Q + "sz", val=f"{sz:g}")
-        if font.find(_Q + "name") is None:
-            etree.SubElement(font, _Q + "name", val="Calibri")
-        xf = etree.Element(_Q + "xf", numFmtId="0", fontId="0", fillId="0", borderId="0",
+        etree.SubElement(font, SML + "sz", val=f"{sz:g}")
+        if font.find(SML + "name") is None:
+            etree.SubElement(font, SML + "name", val="Calibri")
+        xf = etree.Element(SML + "xf", numFmtId="0", fontId="0", fillId="0", borderId="0",
                            xfId="0")  # fmt: skip
         self._set(xf, "fontId", str(self._add(self.font_keys, self.fonts, self.fonts_el,
                                               font)), "applyFont")  # fmt: skip
@@ -234,29 +209,29 @@ class Styles:
                 fmt_id = self._numfmt_id(number_format)
             self._set(xf, "numFmtId", str(fmt_id), "applyNumberFormat")
         if wrap:
-            etree.SubElement(xf, _Q + "alignment", wrapText="1", vertical="center")
+            etree.SubElement(xf, SML + "alignment", wrapText="1", vertical="center")
             xf.set("applyAlignment", "1")
         result = self._add(self.xf_keys, self.xfs, self.xfs_el, xf)
         self.memo[key] = result
         return result
 
     def _fill(self, rgb: str) -> int:
-        fills = self.root.find(_Q + "fills")
+        fills = self.root.find(SML + "fills")
         if fills is None:  # CT_Stylesheet order: numFmts, fonts, fills, …
-            fills = etree.Element(_Q + "fills")
+            fills = etree.Element(SML + "fills")
             self.fonts_el.addnext(fills)
             for pattern in ("none", "gray125"):  # the two fills every reader expects first
-                fill = etree.SubElement(fills, _Q + "fill")
-                etree.SubElement(fill, _Q + "patternFill", patternType=pattern)
-        items = list(fills.iterchildren(_Q + "fill"))
+                fill = etree.SubElement(fills, SML + "fill")
+                etree.SubElement(fill, SML + "patternFill", patternType=pattern)
+        items = list(fills.iterchildren(SML + "fill"))
         keys = {self._key(el): i for i, el in reversed(list(enumerate(items)))}
-        fill = etree.Element(_Q + "fill")
-        pattern = etree.SubElement(fill, _Q + "patternFill", patternType="solid")
-        etree.SubElement(pattern, _Q + "fgColor", rgb="FF" + rgb.upper())
-        etree.SubElement(pattern, _Q + "bgColor", indexed="64")
+        fill = etree.Element(SML + "fill")
+        pattern = etree.SubElement(fill, SML + "patternFill", patternType="solid")
+        etree.SubElement(pattern, SML + "fgColor", rgb="FF" + rgb.upper())
+        etree.SubElement(pattern, SML + "bgColor", indexed="64")
         return self._add(keys, items, fills, fill)
 
     def xml(self) -> bytes:
-        return _to_xml(self.root)
+        return xml_bytes(self.root)
 
 

@@ -3,46 +3,15 @@ rich-text reading, without building trees for big parts."""
 
 from __future__ import annotations
 
-
-import bisect
-import copy
-import itertools
-import logging
-import os
-import posixpath
 import re
-import struct
-import time
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from lxml import etree
-from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
-from openpyxl.utils.cell import column_index_from_string, get_column_letter, range_boundaries
-from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, to_excel
 
-from pz_excel.i18n import Text, current_lang
-from pz_excel.crm.schema import CALLS, WORDS, CallRow, Column, cell_text, word
-from pz_excel.xlsx.cells import (
-    DATE_FORMATS,
-    FORMULA_START,
-    HEADER_SCAN_ROWS,
-    ID_KEYS,
-    LINK_COLOR,
-    MAX_SHEET_LINKS,
-    TEXT_KINDS,
-    is_web_link,
-    safe_text,
-)
-from pz_excel.xlsx.cells import norm as _norm
+from pz_excel.xlsx.zipio import Unsupported
 
 if TYPE_CHECKING:
-    from pz_excel.xlsx.package import Package
+    pass
 
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -50,7 +19,7 @@ REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
 CT_NS = "http://schemas.openxmlformats.org/package/2006/content-types"
 HYPERLINK_TYPE = REL_NS + "/hyperlink"
-_Q = "{%s}" % MAIN_NS  # noqa: UP031 - a Clark-notation prefix, not formatting
+SML = "{%s}" % MAIN_NS  # noqa: UP031 - a Clark-notation prefix, not formatting
 
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, huge_tree=False, remove_blank_text=False
@@ -99,9 +68,12 @@ _T_TEXT = re.compile(rb"<t(?:\s[^>]*)?>(.*?)</t>|<t(?:\s[^>]*)?/>", re.S)
 _PHONETIC = re.compile(rb"<rPh\b.*?</rPh>", re.S)
 
 
+SIMPLE_T = re.compile(rb"<t(?: xml:space=\"preserve\")?>([^<]*)</t>")
+
+
 def rich_text(inner: bytes) -> str:
     """The text of an ``<si>`` or ``<is>``: its ``<t>`` runs, phonetic runs left out."""
-    simple = _SIMPLE_T.fullmatch(inner)
+    simple = SIMPLE_T.fullmatch(inner)
     if simple is not None:  # one plain run: what Excel, openpyxl and we write
         return unescape(simple.group(1))
     if b"<rPh" in inner:
@@ -109,7 +81,7 @@ def rich_text(inner: bytes) -> str:
     return "".join(unescape(m.group(1) or b"") for m in _T_TEXT.finditer(inner))
 
 
-def _safe_xml(data: bytes, part: str) -> etree._Element:
+def parse_xml(data: bytes, part: str) -> etree._Element:
     if b"<!DOCTYPE" in data[:4096]:
         raise Unsupported(f"{part} has a DTD")
     try:
@@ -118,7 +90,7 @@ def _safe_xml(data: bytes, part: str) -> etree._Element:
         raise Unsupported(f"{part}: {exc}") from exc
 
 
-def _to_xml(root: etree._Element) -> bytes:
+def xml_bytes(root: etree._Element) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + etree.tostring(
         root, encoding="UTF-8"
     )

@@ -3,46 +3,18 @@ segments whose CRCs combine, so a save rewrites only what changed."""
 
 from __future__ import annotations
 
-
-import bisect
-import copy
-import itertools
-import logging
 import os
-import posixpath
-import re
 import struct
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from lxml import etree
-from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
-from openpyxl.utils.cell import column_index_from_string, get_column_letter, range_boundaries
-from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, to_excel
-
-from pz_excel.i18n import Text, current_lang
-from pz_excel.crm.schema import CALLS, WORDS, CallRow, Column, cell_text, word
-from pz_excel.xlsx.cells import (
-    DATE_FORMATS,
-    FORMULA_START,
-    HEADER_SCAN_ROWS,
-    ID_KEYS,
-    LINK_COLOR,
-    MAX_SHEET_LINKS,
-    TEXT_KINDS,
-    is_web_link,
-    safe_text,
-)
-from pz_excel.xlsx.cells import norm as _norm
-
 if TYPE_CHECKING:
-    from pz_excel.xlsx.package import Package
+    pass
 
 
 #: Deflate level of the parts we write: zlib's default, as Excel and openpyxl use, so the
@@ -56,7 +28,7 @@ SEGMENT = 512
 #: Refuse parts larger than this (decompressed): far beyond any call log we write.
 MAX_PART = 1 << 30
 MAX_SMALL_PART = 64 << 20
-_CHUNK = 4 << 20
+CHUNK = 4 << 20
 
 #: A deflate stream's last block: final bit set, fixed Huffman, end of block. Appended to
 #: sync-flushed segments, it ends the concatenation as one valid stream.
@@ -182,7 +154,7 @@ class NewPart:
 _EOCD = struct.Struct("<4s4H2LH")
 _CDH = struct.Struct("<4s6H3L5H2L")
 _LFH = struct.Struct("<4s5H3L2H")
-_EOCD_SIG, _CDH_SIG, _LFH_SIG = b"PK\x05\x06", b"PK\x01\x02", b"PK\x03\x04"
+_EOCD_SIG, _CDH_SIG, LOCAL_HEADER_SIG = b"PK\x05\x06", b"PK\x01\x02", b"PK\x03\x04"
 _DD_SIG, _ZIP64_LOCATOR = b"PK\x07\x08", b"PK\x06\x07"
 _UTF8_FLAG, _DD_FLAG, _ENCRYPTED = 0x800, 0x8, 0x1
 
@@ -258,7 +230,7 @@ def read_layout(fh: BinaryIO) -> tuple[list[Member], bytes]:
     for i, member in enumerate(ordered):
         fh.seek(member.offset)
         head = fh.read(_LFH.size)
-        if len(head) < _LFH.size or head[:4] != _LFH_SIG:
+        if len(head) < _LFH.size or head[:4] != LOCAL_HEADER_SIG:
             raise zipfile.BadZipFile(f"bad local header for {member.name}")
         lflags, nlen, xlen = _LFH.unpack(head)[2], _LFH.unpack(head)[9], _LFH.unpack(head)[10]
         data_end = member.offset + _LFH.size + nlen + xlen + member.compressed
@@ -327,8 +299,8 @@ def write_zip(
         crc, size, csize = item.crc, item.size, item.compressed_size
         if max(size, csize) >= 0xFFFFFFFF:
             raise Unsupported(f"{item.name} over 4 GB (ZIP64)")
-        local = _LFH.pack(_LFH_SIG, 20, flags, zipfile.ZIP_DEFLATED, dos_time, dos_date, crc,
-                          csize, size, len(raw_name), 0) + raw_name  # fmt: skip
+        local = _LFH.pack(LOCAL_HEADER_SIG, 20, flags, zipfile.ZIP_DEFLATED, dos_time,
+                          dos_date, crc, csize, size, len(raw_name), 0) + raw_name
         central = _CDH.pack(_CDH_SIG, 20, 20, flags, zipfile.ZIP_DEFLATED, dos_time,
                             dos_date, crc, csize, size, len(raw_name), 0, 0, 0, 0, 0,
                             offset) + raw_name  # fmt: skip
@@ -370,7 +342,7 @@ def _run_plan(plan: list[tuple[int, int] | bytes], src: BinaryIO, out: BinaryIO)
                 _copy_range(src, out, *run)
                 run = None
             pending.append(step)
-            if sum(map(len, pending)) > _CHUNK:
+            if sum(map(len, pending)) > CHUNK:
                 flush_bytes()
     if run is not None:
         _copy_range(src, out, *run)
@@ -402,7 +374,7 @@ def _copy_range(src: BinaryIO, out: BinaryIO, offset: int, length: int) -> None:
             pass
     src.seek(offset)
     while length > 0:
-        block = src.read(min(length, _CHUNK))
+        block = src.read(min(length, CHUNK))
         if not block:
             raise zipfile.BadZipFile("workbook ends inside a zip member")
         _write_all(out, block)
