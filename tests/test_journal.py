@@ -362,3 +362,25 @@ def test_checkpoints_happen_off_the_commit_path(tmp_path):
         checkpointer = j._checkpointer
         assert checkpointer is not None
     assert not checkpointer._thread.is_alive()  # stopped with the journal
+
+
+def test_retention_keeps_call_rows_and_what_is_not_applied(tmp_path):
+    """The retention policy (AgentConfig.keep_days): old log entries and applied stored
+    messages go; call rows, and a message whose events wait, stay."""
+    import time as _time
+    from datetime import datetime as _dt
+    from datetime import timedelta as _td
+
+    from pz_excel.crm.schema import CallRow
+
+    with Journal(tmp_path / "j.sqlite") as j:
+        j.upsert_call(CallRow(call_id="c1", direction="incoming", status="completed"))
+        j.record("state", {"agent": "started"})
+        done, waiting = j.record_frame("<old/>"), j.record_frame("<waiting/>")
+        j.frame_applied(done)
+        j.record("state", {"agent": "later"})
+        assert j.prune(_dt.now() - _td(days=1)) == 0  # nothing that old yet
+        assert j.prune(_dt.fromtimestamp(_time.time() + 1)) == 3  # 2 log entries, 1 message
+        assert j.get_call("c1") is not None
+        assert [seq for seq, _raw in j.open_frames()] == [waiting]
+        assert j.entries() == []

@@ -40,7 +40,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pz_excel.agent import summaries
+from pz_excel.agent import journal_schema, summaries
+from pz_excel.agent.checkpointer import (
+    COMMIT_CHECKPOINT_PAGES,
+    WAL_SIZE_LIMIT,
+    Checkpointer,
+)
+from pz_excel.crm import phones
 from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import Text, UserError
 from pz_excel.protocol.codec import Event
@@ -50,75 +56,6 @@ log = logging.getLogger("pz_excel.agent.journal")
 Normalizer = Callable[[str], str | None]
 Mapper = Callable[[CallRow | None, Event], CallRow | None]
 
-SCHEMA_VERSION = 4  # 2: call_alias; 3: frames; 4: summaries
-
-#: How often the background checkpointer copies the WAL into the database file.
-CHECKPOINT_INTERVAL = 1.0
-#: The commit path still checkpoints past this many WAL pages (~40 MB): a safety net for a
-#: checkpointer that cannot keep up (a reader holding an old snapshot), never the rule.
-COMMIT_CHECKPOINT_PAGES = 10_000
-WAL_SIZE_LIMIT = 8 << 20
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS log (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    at         REAL    NOT NULL,            -- Unix time we stored it
-    kind       TEXT    NOT NULL,            -- event | request | response | decision | state ...
-    call_id    TEXT    NOT NULL DEFAULT '',
-    event_type INTEGER,
-    payload    TEXT    NOT NULL,            -- JSON (an event: all its attributes as received)
-    raw        TEXT                         -- the frame as on the wire, when known
-);
-CREATE INDEX IF NOT EXISTS log_kind ON log(kind);
-CREATE INDEX IF NOT EXISTS log_call ON log(call_id) WHERE call_id != '';
-
-CREATE TABLE IF NOT EXISTS calls (
-    call_id         TEXT PRIMARY KEY,
-    direction       TEXT NOT NULL DEFAULT '',
-    status          TEXT NOT NULL DEFAULT '',
-    client_phone    TEXT NOT NULL DEFAULT '',
-    client_key      TEXT,                   -- normalised phone, for lookups
-    contact         TEXT NOT NULL DEFAULT '',
-    owner           TEXT NOT NULL DEFAULT '',
-    owner_key       TEXT NOT NULL DEFAULT '', -- casefolded (SQLite lower() is ASCII only)
-    extension       TEXT NOT NULL DEFAULT '',
-    started         TEXT,                   -- local naive ISO, sorts as text
-    ended           TEXT,
-    duration        INTEGER,
-    recording       TEXT NOT NULL DEFAULT '',
-    line            TEXT NOT NULL DEFAULT '',
-    late            INTEGER NOT NULL DEFAULT 0,
-    version         INTEGER NOT NULL DEFAULT 1,
-    written_version INTEGER NOT NULL DEFAULT 0,
-    updated_at      REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS calls_key ON calls(client_key, started);
-CREATE INDEX IF NOT EXISTS calls_started ON calls(started);
-CREATE INDEX IF NOT EXISTS calls_dirty ON calls(call_id) WHERE version > written_version;
-
--- Every connector message with events, stored as received on the thread that read it,
--- before its events go anywhere: a crash loses none of them. ``applied`` once all its
--- events are in the log and the calls table (the same transaction as the last of them).
-CREATE TABLE IF NOT EXISTS frames (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-    at      REAL    NOT NULL,
-    raw     TEXT    NOT NULL,
-    applied INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS frames_open ON frames(seq) WHERE applied = 0;
-
--- A call ID the connector reused for a new call: its events now go to call_id 'ID #n'.
-CREATE TABLE IF NOT EXISTS call_alias (
-    call_id TEXT PRIMARY KEY,
-    current TEXT NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS once (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    at    REAL NOT NULL
-);
-"""
 
 _CALL_COLS = (
     "call_id, direction, status, client_phone, contact, owner, extension, started, ended, "
@@ -128,27 +65,6 @@ _CALL_COLS = (
 
 class JournalClosed(RuntimeError):
     """The journal was used after ``close()``."""
-
-
-def _default_normalize(raw: str) -> str | None:
-    """``pz_excel.phones.normalize``, imported on first use (it may be a newer module)."""
-    global _phones_normalize
-    if _phones_normalize is None:
-        try:
-            from pz_excel.crm.phones import normalize
-        except ImportError:  # a tree without phones.py (yet): keys are digits, see reindex
-            log.warning("pz_excel.phones is missing: phone keys are plain digits")
-            normalize = _digits
-        _phones_normalize = normalize
-    return _phones_normalize(raw)
-
-
-def _digits(raw: str) -> str | None:
-    digits = "".join(ch for ch in raw if ch.isdigit())
-    return digits or None
-
-
-_phones_normalize: Normalizer | None = None
 
 
 def _sql_int(value: object) -> int | None:
@@ -198,7 +114,7 @@ class Journal:
         synchronous: str = "NORMAL",
     ) -> None:
         self.path = Path(path).expanduser()
-        self._normalize = normalize or _default_normalize
+        self._normalize = normalize or phones.normalize
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
         self._lock = threading.RLock()
@@ -221,12 +137,12 @@ class Journal:
                 # After a checkpoint the WAL file is cut back to this: on a small disk the
                 # journal's footprint stays bounded, not at its busiest second's high mark.
                 con.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-            self._migrate(con)
+            journal_schema.migrate(con)
         except sqlite3.DatabaseError as exc:
             con.close()
             raise self._open_error(exc) from exc
         self._con: sqlite3.Connection | None = con
-        self._checkpointer = _Checkpointer(self.path) if wal else None
+        self._checkpointer = Checkpointer(self.path) if wal else None
 
     def _open_error(self, exc: Exception) -> UserError:
         return UserError(
@@ -238,31 +154,6 @@ class Journal:
                 "незаписанные строки из старого не попадут в книгу)",
             )
         )
-
-    @staticmethod
-    def _migrate(con: sqlite3.Connection) -> None:
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"journal schema {version} is newer than this program ({SCHEMA_VERSION})"
-            )
-        if version < SCHEMA_VERSION:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                # One by one (executescript would commit): all of the schema or none of it.
-                for statement in (_SCHEMA + ";" + summaries.SCHEMA).split(";"):
-                    if statement.strip():
-                        con.execute(statement)
-                for statement in summaries.TRIGGERS:
-                    con.execute(statement)
-                if version < 4:  # a journal from before the running sums: add them up once
-                    for statement in summaries.BACKFILL:
-                        con.execute(statement)
-                con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
 
     # ------------------------------------------------------------------ plumbing
 
@@ -444,11 +335,19 @@ class Journal:
             yield entry["seq"], Event(int(entry["event_type"]), entry["call_id"], attrs)
 
     def prune(self, before: datetime) -> int:
-        """Delete log entries older than ``before``; call rows (and dirty ones) are kept."""
+        """The retention policy's step (``AgentConfig.keep_days``): log entries and stored
+        messages older than ``before`` go. Call rows never do — the Calls sheet, the
+        Dashboard's running sums and the PZ_* functions read them — nor a message whose
+        events are not applied yet, nor PZ_CALL's once-keys. Returns how many rows went."""
         cutoff = before.timestamp()
-        return self._write(
-            lambda con: con.execute("DELETE FROM log WHERE at < ?", (cutoff,)).rowcount
-        )
+
+        def work(con: sqlite3.Connection) -> int:
+            gone = con.execute("DELETE FROM log WHERE at < ?", (cutoff,)).rowcount
+            gone += con.execute("DELETE FROM frames WHERE at < ? AND applied = 1",
+                                (cutoff,)).rowcount
+            return gone
+
+        return self._write(work)
 
     # ------------------------------------------------------------------ call rows
 
@@ -718,38 +617,3 @@ class Journal:
                 pass
         return {"events": events, "calls": calls, "dirty": dirty, "path": str(self.path),
                 "size": size}  # fmt: skip
-
-
-class _Checkpointer:
-    """Copies the WAL into the database file every ``CHECKPOINT_INTERVAL`` seconds, from a
-    connection of its own, so that no commit ever waits for it. PASSIVE never blocks the
-    writer: frames it cannot copy yet wait for the next round."""
-
-    def __init__(self, path: Path, interval: float = CHECKPOINT_INTERVAL) -> None:
-        self.path = path
-        self.interval = interval
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="pz-journal-checkpoint",
-                                        daemon=True)  # fmt: skip
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            con = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None,
-                                  check_same_thread=False)  # fmt: skip
-        except sqlite3.Error as exc:  # the commit path's safety net still checkpoints
-            log.warning("journal %s: no background checkpoints (%s)", self.path, exc)
-            return
-        try:
-            while not self._stopping.wait(self.interval):
-                try:
-                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:  # busy or gone: try again next round
-                    log.debug("journal %s: checkpoint skipped (%s)", self.path, exc)
-        finally:
-            con.close()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)

@@ -59,6 +59,8 @@ class AgentConfig:
     lang: str | None = None
     header_login: bool = False
     dashboard_interval: float = 30.0  # a change shows on the Dashboard within a minute
+    #: The journal's log and stored messages are kept this many days (call rows always).
+    keep_days: int = 180
     settings: protocol.ConnectSettings = field(init=False)
 
     def __post_init__(self) -> None:
@@ -116,6 +118,7 @@ class Agent:
         self.last_pop = ""
         self._calls_changed = False
         self._next_dashboard = 0.0
+        self._next_prune = 0.0
         self._book_io = threading.Lock()  # one writer of the book at a time
         self.inbox = Inbox(on_stored=self._stored_late,
                            on_failing=lambda text: notify.notify("Простые Звонки", str(text)))
@@ -459,6 +462,19 @@ class Agent:
             self._calls_changed = False
         return done
 
+    def _keep_journal_small(self) -> None:
+        """Once a day (and at start): the retention policy, ``AgentConfig.keep_days``."""
+        assert self.journal is not None
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + 24 * 3600
+        gone = self.journal.prune(datetime.now() - timedelta(days=self.config.keep_days))
+        if gone:
+            log.info("%s", Text(
+                f"journal: {gone} entries older than {self.config.keep_days} days removed",
+                f"журнал: удалено записей старше {self.config.keep_days} дней: {gone}"))
+
     def _writer_loop(self) -> None:
         """At most one save per ``save_interval``: rows of a burst go in one batch."""
         interval = self.config.save_interval
@@ -473,6 +489,7 @@ class Agent:
                 self.inbox.retry()
                 self._flush()
                 self.refresh_dashboard()
+                self._keep_journal_small()
                 if locked_since is not None:
                     log.info(
                         "%s",
