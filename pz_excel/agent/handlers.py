@@ -1,0 +1,232 @@
+"""The local API's handlers: what ``pz-excel status``/``call``, the ribbon and the PZ_*
+worksheet functions ask the running agent (the HTTP server itself is ``api.LocalApi``).
+
+A mixin of ``Agent``: the handlers read the agent's journal, contacts and connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from pz_excel.agent.api import ApiError
+from pz_excel.connector.client import ConnectorError
+from pz_excel.crm import phones
+from pz_excel.crm.contacts import build_index
+from pz_excel.crm.schema import CallRow
+from pz_excel.i18n import Text
+from pz_excel.protocol import codec as protocol
+
+log = logging.getLogger("pz_excel.agent.handlers")
+
+# PZ_CALL guard: a new once-key dial within this many seconds of the previous one is
+# refused (a fill-down or a workbook opening would otherwise dial a whole column).
+ONCE_GUARD_SECONDS = 3.0
+
+
+def _row_json(row: CallRow) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.values().items():
+        out[key] = (
+            value.isoformat(sep=" ", timespec="seconds") if isinstance(value, datetime) else value
+        )
+    return out
+
+
+class ApiHandlers:
+    """Routes and handlers of the local API (mixed into ``Agent``)."""
+
+    # What the handlers use of the agent (set by ``Agent``).
+    config: Any
+    journal: Any
+    client: Any
+    watcher: Any
+    book: Any
+    inbox: Any
+
+    # ------------------------------------------------------------------ local API
+
+    def _routes(self) -> dict[tuple[str, str], Callable[[dict, dict], dict]]:
+        return {
+            ("GET", "/status"): self.api_status,
+            ("POST", "/call"): self.api_call,
+            ("POST", "/transfer"): self.api_transfer,
+            ("GET", "/calls"): self.api_calls,
+            ("GET", "/lookup"): self.api_lookup,
+            ("GET", "/stats"): self.api_stats,
+            ("GET", "/missed"): self.api_missed,
+            ("POST", "/refresh"): self.api_refresh,
+            ("POST", "/stop"): self.api_stop,
+        }
+
+    def status(self) -> dict[str, Any]:
+        assert self.client is not None and self.journal is not None
+        state = self.client.state
+        stats = self.journal.stats()
+        return {
+            "state": state.kind,
+            "state_text": str(state.text),
+            "retry_in": state.retry_in,
+            "phone": self.config.phone,
+            "server": self.config.settings.url,
+            "workbook": str(self.config.workbook),
+            "journal": str(self.config.journal),
+            "last_event": self.last_event,
+            "contacts": len(self.index),
+            "warnings": [str(w) for w in self.index.warnings[:50]],
+            "pending_rows": stats.get("dirty", 0),
+            "waiting_to_save": self.inbox.waiting,
+            "journal_error": str(self.inbox.status()) if self.inbox.status() else None,
+            "book": getattr(self.book, "kind", "file"),
+            "book_error": str(self.book_error) if self.book_error else None,
+        }
+
+    def api_status(self, params: dict, body: dict) -> dict:
+        return self.status()
+
+    def place_call(self, number: str) -> protocol.Response:
+        assert self.client is not None and self.journal is not None
+        number = (number or "").strip()
+        if not number:
+            raise ApiError(400, Text("no number to call", "нет номера для звонка"))
+        journal = self.journal
+        self.inbox.store(lambda: journal.record("request", {"method": "Call", "to": number}))
+        try:
+            resp = self.client.call(number, timeout=5.0)
+        except ConnectorError as exc:
+            failed = {"request": "Call", "error": exc.text.en}
+            self.inbox.store(lambda: journal.record("response", failed))
+            raise ApiError(503, exc.text) from exc
+        self.inbox.store(lambda: journal.record("response", {"request": "Call", "code": resp.code}))
+        return resp
+
+    def api_call(self, params: dict, body: dict) -> dict:
+        assert self.journal is not None
+        number = str(body.get("number") or "")
+        once_key = str(body.get("once_key") or "")
+        now = datetime.now()
+        if once_key:
+            with self._once_lock:
+                previous = self.journal.once_get(once_key)
+                if previous is not None:
+                    return {
+                        "code": 0,
+                        "already": True,
+                        "at": previous,
+                        "message": str(
+                            Text(f"called at {previous[11:16]}", f"звонок был в {previous[11:16]}")
+                        ),
+                    }
+                if time.monotonic() - self._last_once_dial < ONCE_GUARD_SECONDS:
+                    return {
+                        "code": -1,
+                        "already": False,
+                        "at": None,
+                        "message": str(
+                            Text(
+                                "not dialled: another formula dialled a moment ago "
+                                "(fill-down or recalculation guard)",
+                                "не набрано: другая формула только что звонила "
+                                "(защита от протягивания и пересчёта)",
+                            )
+                        ),
+                    }
+                self._last_once_dial = time.monotonic()
+                self.journal.once_put(once_key, now.isoformat(sep=" ", timespec="seconds"))
+        resp = self.place_call(number)
+        message = (
+            Text("calling…", "звоним…")
+            if resp.ok
+            else Text(
+                f"connector refused the call (code {resp.code})",
+                f"коннектор отклонил звонок (код {resp.code})",
+            )
+        )
+        return {
+            "code": resp.code,
+            "already": False,
+            "at": now.isoformat(sep=" ", timespec="seconds"),
+            "message": str(message),
+        }
+
+    def api_transfer(self, params: dict, body: dict) -> dict:
+        assert self.client is not None
+        call_id = str(body.get("call_id") or "").strip()
+        if not call_id:
+            raise ApiError(400, Text("call_id is required", "нужен call_id"))
+        try:
+            resp = self.client.transfer(call_id, str(body.get("to") or ""), timeout=5.0)
+        except ConnectorError as exc:
+            raise ApiError(503, exc.text) from exc
+        return {"code": resp.code}
+
+    def api_calls(self, params: dict, body: dict) -> dict:
+        assert self.journal is not None
+        limit = max(1, min(int(params.get("limit") or 50), 1000))
+        key = phones.normalize(params["number"]) if params.get("number") else None
+        rows = self.journal.recent_calls(limit=limit, number_key=key)
+        return {"calls": [_row_json(r) for r in rows]}
+
+    def api_lookup(self, params: dict, body: dict) -> dict:
+        number = params.get("number", "")
+        key = phones.normalize(number)
+        contact = self.index.lookup(number) if key else None
+        payload: dict[str, Any] = {
+            "number": number,
+            "key": key,
+            "display": phones.display(key) if key else number,
+            "contact": None,
+            "extension": None,
+        }
+        if contact is not None:
+            payload["contact"] = {
+                "name": contact.name,
+                "phone": contact.phone,
+                "owner": contact.owner,
+                "company": contact.company,
+                "row": contact.row,
+            }
+            payload["extension"] = self.index.owner_extension(contact.owner)
+        return payload
+
+    def api_stats(self, params: dict, body: dict) -> dict:
+        assert self.journal is not None
+        key = phones.normalize(params.get("number", ""))
+        if key is None:
+            raise ApiError(400, Text("not a phone number", "это не номер телефона"))
+        days = params.get("days")
+        since = datetime.now() - timedelta(days=float(days)) if days else None
+        last = self.journal.recent_calls(limit=1, number_key=key)
+        return {
+            "count": self.journal.count_calls(number_key=key, since=since),
+            "last": _row_json(last[0]) if last else None,
+        }
+
+    def api_missed(self, params: dict, body: dict) -> dict:
+        assert self.journal is not None
+        owner = params.get("owner") or None
+        rows = self.journal.missed_not_called_back(owner=owner, limit=200)
+        count = self.journal.count_missed_not_called_back(owner=owner)
+        return {"count": count, "calls": [_row_json(r) for r in rows]}
+
+    def api_refresh(self, params: dict, body: dict) -> dict:
+        assert self.watcher is not None
+        read_live = getattr(self.book, "read_live_contacts", None)
+        live = read_live() if read_live else None
+        if live is not None:  # open in Excel: take what the user sees, saved or not
+            contacts, managers = live
+            self.watcher.swap(build_index(contacts, managers or None, source=self.config.workbook))
+        else:
+            error = self.watcher.refresh()
+            if error is not None:
+                raise ApiError(400, error)
+        return {"contacts": len(self.index), "warnings": [str(w) for w in self.index.warnings]}
+
+    def api_stop(self, params: dict, body: dict) -> dict:
+        # Answer first, stop right after: the caller gets its reply.
+        threading.Thread(target=self.stop, name="pz-stop", daemon=True).start()
+        return {}
