@@ -29,7 +29,7 @@ from pathlib import Path
 from pz_excel.agent.calllog import CallMapper
 from pz_excel.agent.journal import Journal
 from pz_excel.protocol.codec import Event
-from pz_excel.tools.testserver import build_event
+from pz_excel.tools.testserver_events import build_event
 
 FULL_EVENTS = 50_000
 QUICK_EVENTS = 5_000

@@ -32,7 +32,8 @@ from pz_excel.connector import tls as tlsutil
 from pz_excel.connector.client import CONNECTED, Backoff, ConnectorClient, TlsOptions
 from pz_excel.protocol import codec as protocol
 from pz_excel.protocol.codec import ConnectSettings, DecodeError, Event
-from pz_excel.tools.testserver import ServerThread, build_event
+from pz_excel.tools.testserver import ServerThread
+from pz_excel.tools.testserver_events import build_event
 from tests.test_connector import Recorder, read_http_request, socket_server, upgrade_answer
 
 pytestmark = pytest.mark.fault

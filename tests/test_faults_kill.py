@@ -131,7 +131,7 @@ def flooded_rows(journal: Path) -> int:
 def history_frame(first: int, n: int) -> str:
     """One connector message with ``n`` completed calls (PROTOCOL.md allows several)."""
     from pz_excel.protocol import codec as protocol
-    from pz_excel.tools.testserver import build_event
+    from pz_excel.tools.testserver_events import build_event
 
     events = [build_event(4, {"From": f"7343{i:07d}", "To": "101", "CallID": str(i),
                               "Direction": "0", "Start": str(1_700_000_000 + i),

@@ -27,7 +27,8 @@ from pz_excel.connector import tls as tlsutil
 from pz_excel.i18n import UserError
 from pz_excel.protocol import codec as protocol
 from pz_excel.protocol.codec import ConnectSettings, Event, Response
-from pz_excel.tools.testserver import DUPLICATE_REASON, ServerThread, belongs, build_event
+from pz_excel.tools.testserver import DUPLICATE_REASON, ServerThread
+from pz_excel.tools.testserver_events import belongs, build_event
 from tests import captures
 
 TIMEOUT = 5.0

@@ -20,7 +20,7 @@ COMMANDS = {
     "status": ("pz_excel.cli.commands:status_command", "show the running agent's state"),
     "call": ("pz_excel.cli.commands:call_command", "place a call through the running agent"),
     "demo": ("pz_excel.cli.demo:demo_command", "the whole product on a built-in test connector"),
-    "testserver": ("pz_excel.tools.testserver:command", "a stand-in for the vendor's TestServer"),
+    "testserver": ("pz_excel.tools.testserver_cli:command", "the vendor's TestServer, stand-in"),
     "diag": ("pz_excel.tools.diag:command", "diagnostic console for a connector"),
     "addin": ("pz_excel.excel.addin:command", "build, install or remove the Excel ribbon add-in"),
     "bench": ("bench.__main__:command", "run the benchmarks and print the figures"),

@@ -16,39 +16,42 @@ Two ways to run it:
 All XML goes through :mod:`pz_excel.protocol`; nothing here encodes or parses by hand.
 """
 
+
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
-import errno
 import http
 import ipaddress
 import logging
-import random
-import signal
 import ssl
-import sys
-import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import click
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
-from pz_excel.connector import tls as tlsutil
-from pz_excel.i18n import Text, UserError
 from pz_excel.protocol import codec as protocol
 from pz_excel.protocol.codec import Event
+from pz_excel.tools.testserver_events import belongs, build_event, new_call_id
+from pz_excel.tools.testserver_state import (
+    QUIET,
+    HeaderView,
+    HistoryEntry,
+    KnownClient,
+    PendingTransfer,
+    Session,
+    bind_error,
+    on_loop,
+    peer_ip,
+)
 
 DEFAULT_VERSION = "Test Server v1.1.2 (pz-excel)"
 #: Close reason of the older connection of a GUID that logged in again (capture wording).
@@ -61,184 +64,6 @@ SIMULATED_DURATION = 4  # seconds of talk in simulated calls
 _SIMULATION = "pz-simulation"  # name of simulation tasks: cancelled at stop()
 
 _log = logging.getLogger(__name__)
-
-
-def new_call_id() -> str:
-    """A fresh 15-digit call id, like the vendor's (``470667154161667``)."""
-    return str(random.randint(10**14, 10**15 - 1))
-
-
-def _direction(value: str) -> str:
-    """Generate's ``Direction``: 0/1 on the wire; the words of the console accepted too."""
-    text = value.strip().lower()
-    return {"in": "0", "incoming": "0", "out": "1", "outgoing": "1"}.get(text, text or "0")
-
-
-def build_event(event_type: int, fields: Mapping[str, object | None]) -> tuple[Event, str]:
-    """What the server emits for a ``Generate`` with these ``Data`` fields.
-
-    Returns the event and the extra recipient GUID (``ClientGUID`` other than ``*``, else
-    ``""``). Attribute sets per type are those of the captures; an absent Line (types
-    1/2/32/4) and Record (4) become ``" "``, an absent CallID a fresh random id.
-    """
-    values = {k: "" if v is None else str(v) for k, v in fields.items()}
-
-    def val(name: str) -> str:
-        return values.get(name, "")
-
-    def blank(name: str) -> str:
-        return val(name) or " "
-
-    etype = int(event_type)
-    call_id = val("CallID").strip() or new_call_id()
-    target = val("ClientGUID").strip()
-    if target == "*":
-        target = ""
-    attrs: dict[str, str] = {}
-    if etype == 1:
-        attrs = {"from": val("From"), "line": blank("Line")}
-    elif etype in (2, 32):
-        attrs = {"from": val("From"), "line": blank("Line"), "to": val("To")}
-    elif etype in (8, 16):
-        attrs = {"from": val("From"), "to": val("To")}
-    elif etype == 4:
-        now = int(time.time())
-        end = val("End").strip() or str(now)
-        start = val("Start").strip() or end
-        duration = val("Duration").strip()
-        if not duration:
-            try:
-                duration = str(max(0, int(end) - int(start)))
-            except ValueError:
-                duration = "0"
-        attrs = {
-            "direction": _direction(val("Direction")),
-            "duration": duration,
-            "end": end,
-            "from": val("From"),
-            "line": blank("Line"),
-            "record": blank("Record"),
-            "start": start,
-            "to": val("To"),
-        }
-    elif etype == 128:
-        attrs = {"from": val("From"), "smstext": val("Smstext"), "to": val("To")}
-    elif etype == 256:
-        attrs = {"result": val("Result").strip() or "0", "to": val("To")}
-    else:  # a type we don't know: pass the fields through, named as attributes are
-        for name, value in values.items():
-            if name not in ("Event", "CallID", "ClientGUID", "System") and name:
-                attrs[name[:1].lower() + name[1:]] = value
-    system = val("System")
-    if system.strip():
-        attrs["system"] = system
-    full = {"type": str(etype), "callID": call_id, **attrs}
-    return Event(etype, call_id, full), target
-
-
-def belongs(event: Event, phone: str, mask: int = 0) -> bool:
-    """Whether a client with this extension and broadcast mask gets ``event`` (as observed).
-
-    Type 1 goes to everybody; 2/32/256 to ``to``; 8/16/128 to ``from``; 4 to ``to`` when
-    incoming (direction 0) and to ``from`` when outgoing (1). A mask with the type's bit
-    gets every event of that type (Diagnostic logs in with 65535).
-    """
-    if mask & event.type:
-        return True
-    etype = event.type
-    if etype == 1:
-        return True
-    if not phone:
-        return False
-    if etype in (2, 32, 256):
-        return event.to == phone
-    if etype in (8, 16, 128):
-        return event.from_ == phone
-    if etype == 4:
-        return (event.from_ if event.direction == 1 else event.to) == phone
-    return False
-
-
-# --------------------------------------------------------------------------- server state
-
-
-class _Session:
-    """One live connection. Frames go through a queue and one writer task, so the order
-    of frames per connection is the order they were produced (events before a Generate's
-    response) and a slow client never blocks the others."""
-
-    def __init__(self, ws: ServerConnection, login: protocol.Login, ip: str, raw: bool):
-        self.ws = ws
-        self.login = login
-        self.ip = ip
-        self.transport = protocol.Transport.RAW if raw else protocol.Transport.BASE64
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self.writer: asyncio.Task[None] | None = None
-
-    @property
-    def guid(self) -> str:
-        return self.login.guid
-
-    @property
-    def phone(self) -> str:
-        return self.login.phone
-
-    @property
-    def mask(self) -> int:
-        return self.login.broadcast_mask
-
-    def send(self, xml: str) -> None:
-        self.queue.put_nowait(protocol.encode_frame(xml, self.transport))
-
-    async def write_loop(self) -> None:
-        while True:
-            frame = await self.queue.get()
-            if frame is None:
-                return
-            try:
-                await self.ws.send(frame)
-            except ConnectionClosed:
-                return
-
-
-@dataclass
-class _Client:
-    """A known client: one row of GetClients, kept (Connected="0") after it leaves."""
-
-    index: int
-    guid: str
-    client_type: str
-    phone: str
-    ip: str
-    session: _Session | None = None
-
-    def row(self) -> dict[str, str]:
-        return {
-            "id": str(self.index),
-            "ip": self.ip,
-            "type": self.client_type,
-            "GUID": self.guid,
-            "Connected": "1" if self.session is not None else "0",
-            "PhoneNumber": self.phone,
-        }
-
-
-@dataclass
-class _HistoryEntry:
-    event: Event
-    target_guid: str
-    delivered: set[str] = field(default_factory=set)  # GUIDs that already have it
-
-
-@dataclass
-class _PendingTransfer:
-    call_id: str
-    caller: str
-    line: str
-    system: str
-    asked: set[str]  # GUIDs with an extension that got the request: they can take it
-    declined: set[str] = field(default_factory=set)
-    winner: str | None = None
 
 
 # --------------------------------------------------------------------------- the server
@@ -290,9 +115,9 @@ class ServerThread:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._simulate = simulate
-        self._clients: dict[str, _Client] = {}  # by GUID, in first-login order
-        self._history: deque[_HistoryEntry] = deque(maxlen=HISTORY_LIMIT)
-        self._pending: OrderedDict[str, _PendingTransfer] = OrderedDict()
+        self._clients: dict[str, KnownClient] = {}  # by GUID, in first-login order
+        self._history: deque[HistoryEntry] = deque(maxlen=HISTORY_LIMIT)
+        self._pending: OrderedDict[str, PendingTransfer] = OrderedDict()
         self._log_file: IO[str] | None = None
 
         self._start_stop = threading.Lock()
@@ -377,7 +202,7 @@ class ServerThread:
             try:
                 loop.run_until_complete(self._open())
             except BaseException as exc:  # noqa: BLE001 - handed to start()'s caller
-                failure.append(_bind_error(exc, self.host, self.port))
+                failure.append(bind_error(exc, self.host, self.port))
                 return
             self._loop = loop
             started.set()
@@ -403,7 +228,7 @@ class ServerThread:
             ping_timeout=self.ping_interval,
             close_timeout=self.close_timeout,
             server_header=f"pz-excel {self.version}",
-            logger=_QUIET,
+            logger=QUIET,
         )
         sockets = self._server.sockets
         if sockets and self.port == 0:
@@ -434,7 +259,7 @@ class ServerThread:
         """Run ``fn`` on the loop thread (where sessions live) and return its result; run it
         here when the server is stopped (no sessions then) or we are the loop thread."""
         loop = self._loop
-        if loop is None or not loop.is_running() or _on_loop(loop):
+        if loop is None or not loop.is_running() or on_loop(loop):
             with self._lock:
                 return fn()
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -524,8 +349,8 @@ class ServerThread:
     # ------------------------------------------------------------------ connections
 
     def _process_request(self, ws: ServerConnection, request: HttpRequest) -> HttpResponse | None:
-        login = protocol.parse_login(request.path, _HeaderView(request.headers))
-        ip = _ip(ws)
+        login = protocol.parse_login(request.path, HeaderView(request.headers))
+        ip = peer_ip(ws)
         if login is None:
             self._log(f"Connection refused: no client GUID or extension, ip = {ip}")
             return ws.respond(http.HTTPStatus.BAD_REQUEST, "No client GUID in the request\n")
@@ -537,15 +362,15 @@ class ServerThread:
     async def _handler(self, ws: ServerConnection) -> None:
         request = ws.request
         assert request is not None  # the handshake is done
-        login = protocol.parse_login(request.path, _HeaderView(request.headers))
+        login = protocol.parse_login(request.path, HeaderView(request.headers))
         if login is None:  # refused in _process_request already
             return
-        ip = _ip(ws)
+        ip = peer_ip(ws)
         if login.password != self.password:  # auth_close: accept, then close (production)
             self._log(f"Authorization failed: GUID = {login.guid}, ip = {ip}")
             await ws.close(4008, AUTH_REASON)
             return
-        session = _Session(ws, login, ip, raw=self.ssl_context is not None)
+        session = Session(ws, login, ip, raw=self.ssl_context is not None)
         session.writer = asyncio.get_running_loop().create_task(session.write_loop())
         with self._lock:
             older = self._register(session)
@@ -564,12 +389,12 @@ class ServerThread:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(session.writer, timeout=self.close_timeout)
 
-    def _register(self, session: _Session) -> _Session | None:
+    def _register(self, session: Session) -> Session | None:
         login = session.login
         client = self._clients.get(login.guid)
         older = None
         if client is None:
-            client = _Client(
+            client = KnownClient(
                 len(self._clients), login.guid, login.client_type, login.phone, session.ip
             )
             self._clients[login.guid] = client
@@ -593,14 +418,14 @@ class ServerThread:
         self._replay(session)
         return older
 
-    def _unregister(self, session: _Session) -> None:
+    def _unregister(self, session: Session) -> None:
         client = self._clients.get(session.guid)
         if client is not None and client.session is session:
             client.session = None
             code = session.ws.close_code
             self._log(f"Client disconnected: GUID = {session.guid}, code = {code}")
 
-    def _replay(self, session: _Session) -> None:
+    def _replay(self, session: Session) -> None:
         """Send the history this GUID has not had, marked missed (the last missedFinal)."""
         owed = [
             entry
@@ -622,10 +447,10 @@ class ServerThread:
 
     # ------------------------------------------------------------------ events
 
-    def _sessions(self) -> list[_Session]:
+    def _sessions(self) -> list[Session]:
         return [c.session for c in self._clients.values() if c.session is not None]
 
-    def _emit(self, event: Event, target_guid: str = "") -> list[_Session]:
+    def _emit(self, event: Event, target_guid: str = "") -> list[Session]:
         """Route one event to its recipients; remember history and transfer requests."""
         recipients = [
             s
@@ -636,9 +461,9 @@ class ServerThread:
         for session in recipients:
             session.send(xml)
         if event.type == 4:
-            self._history.append(_HistoryEntry(event, target_guid, {s.guid for s in recipients}))
+            self._history.append(HistoryEntry(event, target_guid, {s.guid for s in recipients}))
         elif event.type == 1:
-            self._pending[event.call_id] = _PendingTransfer(
+            self._pending[event.call_id] = PendingTransfer(
                 event.call_id,
                 event.from_,
                 event.attrs.get("line", " "),
@@ -668,7 +493,7 @@ class ServerThread:
 
     # ------------------------------------------------------------------ requests
 
-    def _on_frame(self, session: _Session, frame: str | bytes) -> None:
+    def _on_frame(self, session: Session, frame: str | bytes) -> None:
         for message in protocol.decode_frame(frame):
             if not isinstance(message, protocol.Request):
                 # Garbage, or XML that is no request: the vendor ignores it, no answer.
@@ -680,7 +505,7 @@ class ServerThread:
                 after()
 
     def _dispatch(
-        self, session: _Session, req: protocol.Request
+        self, session: Session, req: protocol.Request
     ) -> tuple[int, str | None, Callable[[], None] | None]:
         """(code, response data XML, what to do once the response is queued)."""
         method = req.method
@@ -736,7 +561,7 @@ class ServerThread:
         ]
         return lambda: self._spawn(self._play(steps), _SIMULATION)
 
-    def _transfer(self, session: _Session, call_id: str, dst: str) -> Callable[[], None] | None:
+    def _transfer(self, session: Session, call_id: str, dst: str) -> Callable[[], None] | None:
         dst = dst.strip()
         pending = self._pending.get(call_id)
         if pending is None:
@@ -778,225 +603,3 @@ class ServerThread:
         return ring
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-class _HeaderView(Mapping[str, str]):
-    """websockets' multi-valued Headers as the case-insensitive mapping parse_login wants."""
-
-    def __init__(self, headers: Headers):
-        self._headers = headers
-
-    def __getitem__(self, key: str) -> str:
-        return self._headers[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._headers.get(key, default)
-
-    def __iter__(self) -> Any:
-        return iter(self._headers.keys())
-
-    def __len__(self) -> int:
-        return len(self._headers)
-
-
-def _ip(ws: ServerConnection) -> str:
-    try:
-        return str(ws.remote_address[0])
-    except (TypeError, IndexError, AttributeError):
-        return ""
-
-
-def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
-
-
-def _quiet_logger() -> logging.Logger:
-    # websockets logs refused handshakes and client hang-ups as errors; for a test
-    # connector these are normal, and our own log says what matters.
-    logger = logging.getLogger("pz_excel.testserver.websockets")
-    logger.setLevel(logging.CRITICAL)
-    logger.propagate = False
-    return logger
-
-
-_QUIET = _quiet_logger()
-
-_ADDR_IN_USE = {errno.EADDRINUSE, 10048}  # 10048: WSAEADDRINUSE on Windows
-
-
-def _bind_error(exc: BaseException, host: str, port: int) -> BaseException:
-    if not isinstance(exc, OSError):
-        return exc
-    if exc.errno in _ADDR_IN_USE:
-        err = UserError(
-            Text(
-                f"port {port} on {host} is already in use: is another connector or test "
-                f"server running? Choose another one with --port",
-                f"порт {port} на {host} уже занят: не запущен ли другой коннектор или "
-                f"тестовый сервер? Выберите другой порт: --port",
-            )
-        )
-    else:
-        err = UserError(
-            Text(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                f"не удалось открыть {host}:{port}: {exc.strerror or exc}",
-            )
-        )
-    err.__cause__ = exc
-    return err
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-@click.command("testserver")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option(
-    "--port",
-    default=protocol.DEFAULT_PORT,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="TCP port (0: any free port).",
-)
-@click.option("--password", default="", help="Connector password (default: empty).")
-@click.option("--ssl", "use_ssl", is_flag=True, help="Serve wss:// (raw XML frames).")
-@click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate (PEM).")
-@click.option("--key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
-@click.option(
-    "--self-signed", is_flag=True, help="Make a throwaway self-signed certificate for TLS."
-)
-@click.option(
-    "--auth-close",
-    is_flag=True,
-    help="Wrong password: accept, then close with 4008 (as production connectors) "
-    "instead of refusing with HTTP 403 (as TestServer 1.1.2).",
-)
-@click.option("--simulate", is_flag=True, help="Play call progress after Call and Transfer.")
-@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Append the log here.")
-def command(
-    host: str,
-    port: int,
-    password: str,
-    use_ssl: bool,
-    cert: str | None,
-    key: str | None,
-    self_signed: bool,
-    auth_close: bool,
-    simulate: bool,
-    log_path: str | None,
-) -> None:
-    """A stand-in for the vendor's TestServer 1.1.2 (Prostie Zvonki test connector).
-
-    Clients log in with either form (query string or headers); drive it with
-    `pz-excel diag ws://127.0.0.1:10150`. Ctrl+C stops it.
-    """
-    if len(password) > protocol.MAX_PASSWORD_LENGTH:
-        raise UserError(
-            Text(
-                f"the password is longer than {protocol.MAX_PASSWORD_LENGTH} characters",
-                f"пароль длиннее {protocol.MAX_PASSWORD_LENGTH} символов",
-            )
-        )
-    with contextlib.ExitStack() as stack:
-        context, fingerprint = _tls_context(stack, use_ssl, cert, key, self_signed, host)
-        server = ServerThread(
-            host,
-            port,
-            password,
-            ssl_context=context,
-            auth_close=auth_close,
-            simulate=simulate,
-            log_path=log_path,
-            on_log=lambda line: click.echo(line),
-        )
-        server.start()
-        stack.callback(server.stop)
-        click.echo(
-            str(
-                Text(
-                    f"Test connector listening on {server.url} "
-                    f"(password {'set' if password else 'empty'}). Ctrl+C stops it.",
-                    f"Тестовый коннектор слушает {server.url} "
-                    f"(пароль {'задан' if password else 'пустой'}). Ctrl+C — остановить.",
-                )
-            )
-        )
-        if fingerprint:
-            click.echo(
-                str(
-                    Text(
-                        f"TLS certificate SHA-256 fingerprint (pin it in the client): "
-                        f"{fingerprint}",
-                        f"Отпечаток SHA-256 сертификата TLS (для закрепления в клиенте): "
-                        f"{fingerprint}",
-                    )
-                )
-            )
-        _wait_for_interrupt(server)
-    click.echo(str(Text("Test connector stopped.", "Тестовый коннектор остановлен.")))
-
-
-def _tls_context(
-    stack: contextlib.ExitStack,
-    use_ssl: bool,
-    cert: str | None,
-    key: str | None,
-    self_signed: bool,
-    host: str,
-) -> tuple[ssl.SSLContext | None, str]:
-    """--ssl with --cert/--key or --self-signed (either of those implies --ssl)."""
-    if not (use_ssl or cert or key or self_signed):
-        return None, ""
-    if self_signed and (cert or key):
-        raise UserError(
-            Text(
-                "use either --cert/--key or --self-signed, not both",
-                "укажите либо --cert/--key, либо --self-signed, но не оба",
-            )
-        )
-    if self_signed:
-        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pz-testserver-"))
-        cert_name = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        cert_path, key_path, fingerprint = tlsutil.self_signed_cert(tmp, cert_name)
-        return tlsutil.server_context(cert_path, key_path), fingerprint
-    if not (cert and key):
-        raise UserError(
-            Text(
-                "TLS needs --cert FILE and --key FILE, or --self-signed",
-                "для TLS нужны --cert ФАЙЛ и --key ФАЙЛ, либо --self-signed",
-            )
-        )
-    try:
-        context = tlsutil.server_context(cert, key)
-        fingerprint = tlsutil.fingerprint_sha256(Path(cert).read_bytes())
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise UserError(
-            Text(
-                f"cannot load the TLS certificate or key: {exc}",
-                f"не удалось загрузить сертификат или ключ TLS: {exc}",
-            )
-        ) from exc
-    return context, fingerprint
-
-
-def _wait_for_interrupt(server: ServerThread) -> None:
-    """Block until Ctrl+C (or SIGTERM, so `kill` also stops cleanly)."""
-    stop = threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        # A timed wait keeps Ctrl+C responsive on Windows, where a bare wait ignores it.
-        while not stop.wait(0.5) and server.running:
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        sys.stdout.flush()

@@ -1,0 +1,168 @@
+"""``pz-excel testserver``: the test connector as a console process for people."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import ssl
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import click
+
+from pz_excel.connector import tls as tlsutil
+from pz_excel.i18n import Text, UserError
+from pz_excel.protocol import codec as protocol
+from pz_excel.tools.testserver import ServerThread
+
+# --------------------------------------------------------------------------- CLI
+
+
+@click.command("testserver")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=protocol.DEFAULT_PORT,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free port).",
+)
+@click.option("--password", default="", help="Connector password (default: empty).")
+@click.option("--ssl", "use_ssl", is_flag=True, help="Serve wss:// (raw XML frames).")
+@click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate (PEM).")
+@click.option("--key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
+@click.option(
+    "--self-signed", is_flag=True, help="Make a throwaway self-signed certificate for TLS."
+)
+@click.option(
+    "--auth-close",
+    is_flag=True,
+    help="Wrong password: accept, then close with 4008 (as production connectors) "
+    "instead of refusing with HTTP 403 (as TestServer 1.1.2).",
+)
+@click.option("--simulate", is_flag=True, help="Play call progress after Call and Transfer.")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Append the log here.")
+def command(
+    host: str,
+    port: int,
+    password: str,
+    use_ssl: bool,
+    cert: str | None,
+    key: str | None,
+    self_signed: bool,
+    auth_close: bool,
+    simulate: bool,
+    log_path: str | None,
+) -> None:
+    """A stand-in for the vendor's TestServer 1.1.2 (Prostie Zvonki test connector).
+
+    Clients log in with either form (query string or headers); drive it with
+    `pz-excel diag ws://127.0.0.1:10150`. Ctrl+C stops it.
+    """
+    if len(password) > protocol.MAX_PASSWORD_LENGTH:
+        raise UserError(
+            Text(
+                f"the password is longer than {protocol.MAX_PASSWORD_LENGTH} characters",
+                f"пароль длиннее {protocol.MAX_PASSWORD_LENGTH} символов",
+            )
+        )
+    with contextlib.ExitStack() as stack:
+        context, fingerprint = tls_context(stack, use_ssl, cert, key, self_signed, host)
+        server = ServerThread(
+            host,
+            port,
+            password,
+            ssl_context=context,
+            auth_close=auth_close,
+            simulate=simulate,
+            log_path=log_path,
+            on_log=lambda line: click.echo(line),
+        )
+        server.start()
+        stack.callback(server.stop)
+        click.echo(
+            str(
+                Text(
+                    f"Test connector listening on {server.url} "
+                    f"(password {'set' if password else 'empty'}). Ctrl+C stops it.",
+                    f"Тестовый коннектор слушает {server.url} "
+                    f"(пароль {'задан' if password else 'пустой'}). Ctrl+C — остановить.",
+                )
+            )
+        )
+        if fingerprint:
+            click.echo(
+                str(
+                    Text(
+                        f"TLS certificate SHA-256 fingerprint (pin it in the client): "
+                        f"{fingerprint}",
+                        f"Отпечаток SHA-256 сертификата TLS (для закрепления в клиенте): "
+                        f"{fingerprint}",
+                    )
+                )
+            )
+        wait_for_interrupt(server)
+    click.echo(str(Text("Test connector stopped.", "Тестовый коннектор остановлен.")))
+
+
+def tls_context(
+    stack: contextlib.ExitStack,
+    use_ssl: bool,
+    cert: str | None,
+    key: str | None,
+    self_signed: bool,
+    host: str,
+) -> tuple[ssl.SSLContext | None, str]:
+    """--ssl with --cert/--key or --self-signed (either of those implies --ssl)."""
+    if not (use_ssl or cert or key or self_signed):
+        return None, ""
+    if self_signed and (cert or key):
+        raise UserError(
+            Text(
+                "use either --cert/--key or --self-signed, not both",
+                "укажите либо --cert/--key, либо --self-signed, но не оба",
+            )
+        )
+    if self_signed:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pz-testserver-"))
+        cert_name = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        cert_path, key_path, fingerprint = tlsutil.self_signed_cert(tmp, cert_name)
+        return tlsutil.server_context(cert_path, key_path), fingerprint
+    if not (cert and key):
+        raise UserError(
+            Text(
+                "TLS needs --cert FILE and --key FILE, or --self-signed",
+                "для TLS нужны --cert ФАЙЛ и --key ФАЙЛ, либо --self-signed",
+            )
+        )
+    try:
+        context = tlsutil.server_context(cert, key)
+        fingerprint = tlsutil.fingerprint_sha256(Path(cert).read_bytes())
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise UserError(
+            Text(
+                f"cannot load the TLS certificate or key: {exc}",
+                f"не удалось загрузить сертификат или ключ TLS: {exc}",
+            )
+        ) from exc
+    return context, fingerprint
+
+
+def wait_for_interrupt(server: ServerThread) -> None:
+    """Block until Ctrl+C (or SIGTERM, so `kill` also stops cleanly)."""
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        # A timed wait keeps Ctrl+C responsive on Windows, where a bare wait ignores it.
+        while not stop.wait(0.5) and server.running:
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        sys.stdout.flush()
