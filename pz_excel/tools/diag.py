@@ -18,355 +18,35 @@ a console should say that the connection ended, not quietly come back.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import datetime as dt
 import logging
 import os
-import shlex
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from pz_excel.i18n import Text, UserError, current_lang
 from pz_excel.protocol import codec as protocol
+from pz_excel.tools.diag_commands import (
+    DIAG_CLIENT_TYPE,
+    DIAG_GUID,
+    DIAG_MASK,
+    HELP,
+    HELP_RU,
+    PV,
+    Action,
+    CommandError,
+    parse_command,
+    say,
+)
+from pz_excel.tools.diag_print import clients_table, describe_event
 
 if TYPE_CHECKING:
     from pz_excel.connector.client import ConnectionState, ConnectorClient
-
-DIAG_GUID = "diag"
-DIAG_CLIENT_TYPE = "Diagnostic"
-DIAG_MASK = 65535
-PV = protocol.DIAG_REQUEST_VERSION
-
-HELP = """\
-Commands (command words in any case; arguments keep their case — unlike the vendor's
-console, which lowercases the whole line and so mangles base64 SMS text):
-
-  Clients                                   list the connector's clients
-  Call <from> <to>                          place a call from extension <from>
-  Transfer <callID> <to>                    answer a transfer request (the vendor's help
-                                            names the first argument <from>)
-  Generate incoming <from> [line] [serviceInfo]                             -> type 1
-  Generate transfer <from> <to> [line] [CRM GUID] [CallID] [serviceInfo]    -> type 2
-  Generate transans <from> <to> [line] [CRM GUID] [CallID] [serviceInfo]    -> type 32
-  Generate outcoming <from> <to> [CRM GUID] [CallID] [serviceInfo]          -> type 8
-  Generate outans <from> <to> [CRM GUID] [CallID] [serviceInfo]             -> type 16
-  Generate history <from> <to> <start> <end> <duration> <in|out> [record] [line]
-                   [CallID] [serviceInfo]                                   -> type 4
-  Generate smsstatus <to> <result> [CRM GUID] [CallID] [serviceInfo]        -> type 256
-  Sms <from> <to> <CRM GUID> <CallID> <base64 text> [serviceInfo]           -> type 128
-  Simulation on|off                         call progress simulation on the server
-  Events [on|off]                           print received events (alone: toggle)
-  Version                                   the connector's version
-  Help                                      this text
-  Quit | Exit                               leave
-
-CRM GUID "*" (the default) means normal routing; another GUID also delivers the event to
-that client. start/end are Unix seconds. Quote to pass spaces or a blank: line " ".
-"""
-
-HELP_RU = """\
-Слова команд — в любом регистре; регистр аргументов сохраняется (консоль вендора
-переводит всю строку в нижний регистр и портит base64-текст SMS). Аргументы с пробелами
-берите в кавычки, пустое значение — " ". CRM GUID "*" (по умолчанию) — обычная
-маршрутизация; другой GUID — событие дополнительно получит этот клиент.
-"""
-
-
-class CommandError(Exception):
-    """A command line that can't be run: wrong syntax or arguments."""
-
-    def __init__(self, text: Text):
-        super().__init__(text.en)
-        self.text = text
-
-
-def _t(en: str, ru: str) -> str:
-    return str(Text(en, ru))
-
-
-@dataclass(frozen=True)
-class Action:
-    """What one command line does.
-
-    ``kind``: ``request`` (send ``build(request_id)``; ``show`` says how to print the
-    answer: ``ok``, ``clients`` or ``version``), ``events`` (``events`` is True/False, or
-    None to toggle), ``help``, ``quit``.
-    """
-
-    kind: str
-    build: Callable[[int], str] | None = None
-    show: str = "ok"
-    events: bool | None = None
-
-
-def _usage(syntax: str) -> CommandError:
-    return CommandError(Text(f"usage: {syntax}", f"синтаксис: {syntax}"))
-
-
-def _args(words: list[str], required: int, optional: int, syntax: str) -> list[str | None]:
-    """Check the argument count; pad absent optional ones with None."""
-    if not required <= len(words) <= required + optional:
-        raise _usage(syntax)
-    return [*words, *[None] * (required + optional - len(words))]
-
-
-def _int(value: str, name: str) -> str:
-    try:
-        int(value)
-    except ValueError:
-        raise CommandError(
-            Text(f"{name} must be a number, not {value!r}", f"{name} — это число, а не {value!r}")
-        ) from None
-    return value
-
-
-def _on_off(words: list[str], syntax: str) -> bool:
-    if len(words) != 1 or words[0].lower() not in ("on", "off"):
-        raise _usage(syntax)
-    return words[0].lower() == "on"
-
-
-def _generate(event_type: int, fields: dict[str, str | None]) -> Action:
-    return Action(
-        "request",
-        lambda rid: protocol.generate_request(event_type, fields, rid, protocol_version=PV),
-    )
-
-
-GENERATE_SYNTAX = {
-    "incoming": "Generate incoming <from> [line] [serviceInfo]",
-    "transfer": "Generate transfer <from> <to> [line] [CRM GUID] [CallID] [serviceInfo]",
-    "transans": "Generate transans <from> <to> [line] [CRM GUID] [CallID] [serviceInfo]",
-    "outcoming": "Generate outcoming <from> <to> [CRM GUID] [CallID] [serviceInfo]",
-    "outans": "Generate outans <from> <to> [CRM GUID] [CallID] [serviceInfo]",
-    "history": "Generate history <from> <to> <start> <end> <duration> <in|out> [record] "
-    "[line] [CallID] [serviceInfo]",
-    "smsstatus": "Generate smsstatus <to> <result> [CRM GUID] [CallID] [serviceInfo]",
-}
-
-
-def _parse_generate(words: list[str]) -> Action:
-    if not words:
-        raise _usage("Generate incoming|transfer|transans|outcoming|outans|history|smsstatus …")
-    kind, rest = words[0].lower(), words[1:]
-    syntax = GENERATE_SYNTAX.get(kind)
-    if syntax is None:
-        raise CommandError(
-            Text(
-                f"unknown Generate kind {words[0]!r}: " + ", ".join(GENERATE_SYNTAX),
-                f"неизвестный вид Generate {words[0]!r}: " + ", ".join(GENERATE_SYNTAX),
-            )
-        )
-    if kind == "incoming":
-        src, line, system = _args(rest, 1, 2, syntax)
-        return _generate(1, {"From": src, "Line": line, "ClientGUID": "*", "System": system})
-    if kind in ("transfer", "transans"):
-        src, dst, line, guid, call_id, system = _args(rest, 2, 4, syntax)
-        fields = {"From": src, "To": dst, "CallID": call_id, "Line": line}
-        fields |= {"ClientGUID": guid or "*", "System": system}
-        return _generate(2 if kind == "transfer" else 32, fields)
-    if kind in ("outcoming", "outans"):
-        src, dst, guid, call_id, system = _args(rest, 2, 3, syntax)
-        fields = {"From": src, "To": dst, "CallID": call_id, "ClientGUID": guid or "*"}
-        fields["System"] = system
-        return _generate(8 if kind == "outcoming" else 16, fields)
-    if kind == "history":
-        src, dst, start, end, duration, direction, record, line, call_id, system = _args(
-            rest, 6, 4, syntax
-        )
-        assert start is not None and end is not None and duration is not None
-        assert direction is not None
-        if direction.lower() not in ("in", "out"):
-            raise CommandError(
-                Text(
-                    f"direction is in or out, not {direction!r}",
-                    f"направление — in или out, а не {direction!r}",
-                )
-            )
-        fields = {
-            "From": src,
-            "To": dst,
-            "Start": _int(start, "start"),
-            "End": _int(end, "end"),
-            "Duration": _int(duration, "duration"),
-            "Record": record,
-            "Direction": "0" if direction.lower() == "in" else "1",
-            "Line": line,
-            "ClientGUID": "*",
-            "CallID": call_id,
-            "System": system,
-        }
-        return _generate(4, fields)
-    # smsstatus: ours; the vendor's console has no command for type 256
-    dst, result, guid, call_id, system = _args(rest, 2, 3, syntax)
-    assert result is not None
-    fields = {"To": dst, "Result": _int(result, "result"), "ClientGUID": guid or "*"}
-    fields |= {"CallID": call_id, "System": system}
-    return _generate(256, fields)
-
-
-def parse_command(line: str) -> Action | None:
-    """One console line → its :class:`Action`; ``None`` for a blank line or a comment.
-
-    Raises :class:`CommandError` for anything that can't be run.
-    """
-    try:
-        words = shlex.split(line, comments=True)
-    except ValueError as exc:  # an unclosed quote
-        raise CommandError(
-            Text(f"cannot split the line: {exc}", f"не удалось разобрать строку: {exc}")
-        ) from None
-    if not words:
-        return None
-    name, rest = words[0].lower(), words[1:]
-    if name == "clients":
-        _args(rest, 0, 0, "Clients")
-        return Action(
-            "request", lambda rid: protocol.get_clients_request(rid, protocol_version=PV), "clients"
-        )
-    if name == "version":
-        _args(rest, 0, 0, "Version")
-        return Action(
-            "request", lambda rid: protocol.get_version_request(rid, protocol_version=PV), "version"
-        )
-    if name == "call":
-        src, dst = _args(rest, 2, 0, "Call <from> <to>")
-        return Action(
-            "request",
-            lambda rid: protocol.call_request(src or "", dst or "", rid, protocol_version=PV),
-        )
-    if name == "transfer":
-        call_id, dst = _args(rest, 2, 0, "Transfer <callID> <to>")
-        return Action(
-            "request",
-            lambda rid: protocol.transfer_request(
-                call_id or "", dst or "", rid, protocol_version=PV
-            ),
-        )
-    if name == "generate":
-        return _parse_generate(rest)
-    if name == "sms":
-        syntax = "Sms <from> <to> <CRM GUID> <CallID> <base64 text> [serviceInfo]"
-        src, dst, guid, call_id, text, system = _args(rest, 5, 1, syntax)
-        fields = {"From": src, "To": dst, "Smstext": text, "ClientGUID": guid}
-        fields |= {"CallID": call_id, "System": system}
-        return _generate(128, fields)
-    if name == "simulation":
-        on = _on_off(rest, "Simulation on|off")
-        return Action(
-            "request", lambda rid: protocol.simulation_request(on, rid, protocol_version=PV)
-        )
-    if name == "events":
-        if not rest:
-            return Action("events", events=None)
-        return Action("events", events=_on_off(rest, "Events [on|off]"))
-    if name in ("help", "?"):
-        return Action("help")
-    if name in ("quit", "exit"):
-        return Action("quit")
-    if name == "connect":
-        raise CommandError(
-            Text(
-                "give the address on the command line: pz-excel diag ws://HOST:PORT",
-                "укажите адрес в командной строке: pz-excel diag ws://ХОСТ:ПОРТ",
-            )
-        )
-    raise CommandError(
-        Text(
-            f"unknown command {words[0]!r}; Help lists the commands",
-            f"неизвестная команда {words[0]!r}; список команд — Help",
-        )
-    )
-
-
-# --------------------------------------------------------------------------- printing
-
-
-def _when(value: int | None) -> str:
-    if value is None:
-        return "?"
-    try:
-        return dt.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, OSError, ValueError):
-        return str(value)
-
-
-def _sms_text(b64: str) -> str:
-    try:
-        return base64.b64decode(b64, validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return b64  # not base64 (or mangled by a lowercasing console): show it as sent
-
-
-def describe_event(event: protocol.Event) -> str:
-    """One line that says what happened, in the current language."""
-    parts = [f"{event.name} [{event.type}]"]
-    if event.from_:
-        parts.append(_t("from", "от") + f" {event.from_}")
-    if event.to:
-        parts.append(_t("to", "кому") + f" {event.to}")
-    if event.line:
-        parts.append(_t("line", "линия") + f" {event.line}")
-    if event.type == 4:
-        direction = {0: _t("incoming", "входящий"), 1: _t("outgoing", "исходящий")}
-        parts.append(direction.get(event.direction or 0, str(event.direction)))
-        parts.append(_t("start", "начало") + f" {_when(event.start)}")
-        parts.append(_t("duration", "длительность") + f" {event.duration or 0} " + _t("s", "с"))
-        if event.record:
-            parts.append(_t("record", "запись") + f" {event.record}")
-    if event.type == 128:
-        parts.append(_t("text", "текст") + f" {_sms_text(event.smstext)!r}")
-    if event.type == 256:
-        results = {0: _t("sending", "отправляется"), 1: _t("sent", "отправлено")}
-        parts.append(results.get(event.result or 0, _t("failed", "ошибка")) + f" ({event.result})")
-    if event.system:
-        parts.append(_t("info", "инфо") + f" {event.system}")
-    parts.append(f"callID {event.call_id}")
-    shown = {"type", "callID", "from", "to", "line", "direction", "start", "end", "duration"}
-    shown |= {"record", "smstext", "result", "system", "missed", "missedFinal"}
-    extra = [f"{k}={v!r}" for k, v in event.attrs.items() if k not in shown]
-    parts.extend(extra)
-    if event.missed:
-        parts.append(
-            _t("(missed, last)", "(пропущенное, последнее)")
-            if event.missed_final
-            else _t("(missed)", "(пропущенное)")
-        )
-    return "<- " + ", ".join(parts)
-
-
-def clients_table(clients: Sequence[dict[str, str] | Any]) -> str:
-    """GetClients rows as the vendor lists them: index, type, ip, guid, state, extension."""
-    header = ["#", _t("type", "тип"), "ip", "GUID", _t("state", "состояние"), _t("ext", "доб.")]
-    rows = [header]
-    for c in clients:
-        state = (
-            _t("connected", "подключён") if c.get("Connected") == "1" else _t("offline", "отключён")
-        )
-        rows.append(
-            [
-                c.get("id", ""),
-                c.get("type", ""),
-                c.get("ip", ""),
-                c.get("GUID", ""),
-                state,
-                c.get("PhoneNumber", ""),
-            ]
-        )
-    if len(rows) == 1:
-        return _t("no clients", "клиентов нет")
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
 
 
 # --------------------------------------------------------------------------- the console
@@ -403,7 +83,7 @@ class Console:
             self.lost = _why(state)
             self.ended.set()
             self._print_async(
-                _t("Connection ended: ", "Соединение завершено: ") + str(self.lost), err=True
+                say("Connection ended: ", "Соединение завершено: ") + str(self.lost), err=True
             )
 
     def _print_async(self, text: str, err: bool = False) -> None:
@@ -429,7 +109,7 @@ class Console:
         try:
             action = parse_command(line)
         except CommandError as exc:
-            self.echo(_t("Error: ", "Ошибка: ") + str(exc.text))
+            self.echo(say("Error: ", "Ошибка: ") + str(exc.text))
             return False
         if action is None:
             return True
@@ -441,9 +121,9 @@ class Console:
         if action.kind == "events":
             self.events = (not self.events) if action.events is None else action.events
             self.echo(
-                _t("events on", "события включены")
+                say("events on", "события включены")
                 if self.events
-                else _t("events off", "события выключены")
+                else say("events off", "события выключены")
             )
             return True
         return self._request(action)
@@ -455,12 +135,12 @@ class Console:
         try:
             response = self.client.request(action.build, timeout=self.timeout)
         except ConnectorError as exc:
-            self.echo(_t("Error: ", "Ошибка: ") + str(exc.text))
+            self.echo(say("Error: ", "Ошибка: ") + str(exc.text))
             return False
         if not response.ok:
             details = f": {response.details}" if response.details else ""
             self.echo(
-                _t(
+                say(
                     f"Error: the connector answered code {response.code}{details}",
                     f"Ошибка: коннектор ответил кодом {response.code}{details}",
                 )
@@ -523,7 +203,7 @@ def _line_history() -> Iterator[None]:
 
 
 def _interactive(console: Console) -> int:
-    click.echo(_t("Connected. Help lists the commands.", "Подключено. Список команд — Help."))
+    click.echo(say("Connected. Help lists the commands.", "Подключено. Список команд — Help."))
     with _line_history():
         while console.lost is None:
             console.prompt_active = True
@@ -680,7 +360,7 @@ def _script(console: Console, commands: Sequence[str], wait: float) -> int:
         if result is None:
             return 0
         if result is False:
-            click.echo(_t(f"Command failed: {line}", f"Команда не выполнена: {line}"), err=True)
+            click.echo(say(f"Command failed: {line}", f"Команда не выполнена: {line}"), err=True)
             return 1
     if wait > 0:
         try:
