@@ -49,14 +49,14 @@ def _machine() -> dict[str, Any]:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             cpu = next((line.split(":", 1)[1].strip() for line in fh
-                        if line.startswith("model name")), cpu)  # fmt: skip
+                        if line.startswith("model name")), cpu)
     except OSError:
         pass
     import openpyxl
 
     return {"platform": platform.platform(), "python": sys.version.split()[0], "cpu": cpu,
             "cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "openpyxl": openpyxl.__version__, "temp": tempfile.gettempdir()}  # fmt: skip
+            "openpyxl": openpyxl.__version__, "temp": tempfile.gettempdir()}
 
 
 def _section(name: str, quick: bool, out: Callable[[str], None], plot: Path | None) -> dict:
@@ -90,10 +90,10 @@ def run(quick: bool, out_path: Path, plot: Path, only: tuple[str, ...]) -> int:
     started = time.perf_counter()
     report: dict[str, Any] = {"started": datetime.now().isoformat(timespec="seconds"),
                               "quick": quick, "machine": _machine(), "sections": {},
-                              "seconds": {}, "targets": {}, "errors": {}}  # fmt: skip
+                              "seconds": {}, "targets": {}, "errors": {}}
     click.echo(f"pz-excel benchmarks ({'quick' if quick else 'full'}) on "
                f"{report['machine']['cpu']} ×{report['machine']['cores']}, "
-               f"Python {report['machine']['python']}")  # fmt: skip
+               f"Python {report['machine']['python']}")
     for name in only:
         click.echo("")
         click.echo(f"== {name} " + "=" * (70 - len(name)))
@@ -147,7 +147,7 @@ def command(quick: bool, out_path: Path | None, plot: Path | None, only: str | N
     unknown = [s for s in picked if s not in SECTIONS]
     if unknown:
         raise click.BadParameter(f"unknown section(s) {unknown}; choose from {SECTIONS}",
-                                 param_hint="--only")  # fmt: skip
+                                 param_hint="--only")
     stamp = datetime.now().strftime("%Y-%m-%d-%H%M%S") + ("-quick" if quick else "")
     out_path = out_path or Path("bench") / "results" / f"{stamp}.json"
     plot = plot or out_path.with_name(out_path.stem + "-lag.png")

@@ -46,7 +46,7 @@ from bench._util import contacts_workbook, percentile
 TARGET_E2E_P99_S = 5e-3
 _SENT_1 = re.compile(r"Event sent: type = 1, callID = (\S+),")
 _ANSWER = re.compile(r"Transfer (?:event from CRM|declined by CRM|answer ignored): callID = "
-                     r"([^,\s]+)")  # fmt: skip
+                     r"([^,\s]+)")
 
 
 def isolate_home() -> None:
@@ -127,7 +127,7 @@ VARIANTS = {
     "no-dashboard": ("agent without the Dashboard refresh", _NO_DASHBOARD),
     "inline-checkpoints": ("agent with SQLite's inline WAL checkpoints (the design before)",
                            _INLINE_CHECKPOINTS),
-}  # fmt: skip
+}
 
 
 class AgentProcess:
@@ -135,18 +135,18 @@ class AgentProcess:
     the connector in ours. ``variant``: a key of ``VARIANTS``."""
 
     def __init__(self, workbook: Path, server_url: str, *, variant: str = "shipped",
-                 fallback: str = "103") -> None:  # fmt: skip
+                 fallback: str = "103") -> None:
         args = ["run", "--workbook", str(workbook), "--server", server_url, "--phone", "101"]
         if fallback:
             args += ["--fallback", fallback]
         preamble = VARIANTS[variant][1]
         head = [sys.executable, "-m", "pz_excel"] if preamble is None else [
-            sys.executable, "-c", preamble + _RUN]  # fmt: skip
+            sys.executable, "-c", preamble + _RUN]
         self.variant = variant
         env = dict(os.environ, PZ_LANG="en")
         self.started = time.perf_counter()
         self.proc = subprocess.Popen([*head, *args], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)  # fmt: skip
+                                     stderr=subprocess.DEVNULL)
         self.ps = psutil.Process(self.proc.pid)
         self.workbook = workbook
 
@@ -215,7 +215,7 @@ class RssSampler:
 
 
 def bench_transfers(contacts: int, phases: list[tuple[float, int]], api_calls: int,
-                    folder: Path, *, variant: str) -> dict:  # fmt: skip
+                    folder: Path, *, variant: str) -> dict:
     from pz_excel.agent.api import ApiClient
     from pz_excel.tools.testserver import ServerThread
 
@@ -252,14 +252,14 @@ def bench_transfers(contacts: int, phases: list[tuple[float, int]], api_calls: i
                 continue  # warm-up: first imports, caches, the first save
             with clock.lock:
                 lat = [clock.answered[i] - clock.sent[i] for i in ids
-                       if i in clock.answered and i in clock.sent]  # fmt: skip
+                       if i in clock.answered and i in clock.sent]
             phases_out.append({
                 "rate": rate, "requests": count, "answered": len(lat),
                 "lost": count - len(lat), "p50_s": percentile(lat, 50),
                 "p99_s": percentile(lat, 99), "max_s": max(lat) if lat else float("nan"),
                 "over_5ms": sum(x > 5e-3 for x in lat),
                 "elapsed_s": time.perf_counter() - t0,
-            })  # fmt: skip
+            })
         results["transfers"] = phases_out
         client = ApiClient.discover(phone="101", timeout=10.0)
         trips: list[float] = []
@@ -281,7 +281,7 @@ def bench_transfers(contacts: int, phases: list[tuple[float, int]], api_calls: i
                                "failed": len(failures), "errors": sorted(set(failures))[:5]}
         written, dirty = _journal_counts(agent.journal())
         results["calls_rows"] = {"journalled": written, "not_yet_saved": dirty,
-                                 "file_mb": path.stat().st_size / 2**20}  # fmt: skip
+                                 "file_mb": path.stat().st_size / 2**20}
     finally:
         results["rss_max_mb"] = sampler.stop() if sampler else float("nan")
         agent.stop()  # a clean stop: final save and Dashboard refresh (zip level, quick)
@@ -298,7 +298,7 @@ def _journal_counts(path: Path) -> tuple[int, int]:
         try:
             calls = con.execute("SELECT count(*) FROM calls").fetchone()[0]
             dirty = con.execute("SELECT count(*) FROM calls WHERE version > written_version"
-                                ).fetchone()[0]  # fmt: skip
+                                ).fetchone()[0]
             return int(calls), int(dirty)
         finally:
             con.close()
@@ -307,7 +307,7 @@ def _journal_counts(path: Path) -> tuple[int, int]:
 
 
 def bench_memory(calls: int, folder: Path, *, variant: str, rate: float = 1000.0,
-                 settle: float = 10.0, restart: bool = True) -> dict:  # fmt: skip
+                 settle: float = 10.0, restart: bool = True) -> dict:
     from pz_excel.tools.testserver import ServerThread
 
     path = folder / f"memory-{variant}.xlsx"
@@ -337,7 +337,7 @@ def bench_memory(calls: int, folder: Path, *, variant: str, rate: float = 1000.0
                 time.sleep(delay)
             fields = {"From": f"7912{i:07d}", "To": "101", "CallID": str(8_000_000_000 + i),
                       "Direction": "0", "Start": str(base + i), "End": str(base + i + 42),
-                      "Duration": "42"}  # fmt: skip
+                      "Duration": "42"}
             if i % 2:
                 fields["Record"] = f"https://rec.example/{i}.mp3"
             server.generate(4, fields)
@@ -367,11 +367,11 @@ def bench_memory(calls: int, folder: Path, *, variant: str, rate: float = 1000.0
             "rss_max_mb": max(rss), "mb_per_10k_calls_second_half": slope,
             "rss_restart_mb": restart_mb,
             "seconds_to_save_all": saved_s, "settle_s": settle,
-            "file_mb": path.stat().st_size / 2**20}  # fmt: skip
+            "file_mb": path.stat().st_size / 2**20}
 
 
 def _restarted_rss(agent: AgentProcess, path: Path, server: Any, variant: str, calls: int,
-                   base: int) -> float:  # fmt: skip
+                   base: int) -> float:
     """RSS of a fresh agent on the same book after one call: what the Calls log itself
     costs. Equal to the long run's end figure: the growth is the sheet's size, nothing
     accumulated over time."""
@@ -381,10 +381,10 @@ def _restarted_rss(agent: AgentProcess, path: Path, server: Any, variant: str, c
         fresh.wait_ready(server, 120)
         server.generate(4, {"From": "79120000000", "To": "101", "CallID": "7999999999",
                             "Direction": "0", "Start": str(base), "End": str(base + 42),
-                            "Duration": "42"})  # fmt: skip
+                            "Duration": "42"})
         journal = fresh.journal()
         _wait(lambda: _journal_counts(journal) == (calls + 1, 0), 120,
-              "the restarted agent's row")  # fmt: skip
+              "the restarted agent's row")
         return fresh.rss_mb()
     finally:
         fresh.stop(graceful=True)
@@ -401,7 +401,7 @@ def _contacts_part(path: Path) -> str:
         rels = etree.fromstring(z.read("xl/_rels/workbook.xml.rels"))
     r_id = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
     rid = next(el.get(r_id) for el in wb.iter() if str(el.tag).endswith("}sheet")
-               and el.get("name") in ("Contacts", "Контакты"))  # fmt: skip
+               and el.get("name") in ("Contacts", "Контакты"))
     target = next(el.get("Target") for el in rels if el.get("Id") == rid)
     return target.lstrip("/") if target.startswith("/") else "xl/" + target
 
@@ -434,7 +434,7 @@ def bench_reread(contacts: int, folder: Path) -> dict:
     reloaded = threading.Event()
     started = time.perf_counter()
     watcher = ContactsWatcher(path, on_reload=lambda index, error: reloaded.set(),
-                              interval=0.5)  # fmt: skip
+                              interval=0.5)
     first_build = time.perf_counter() - started
     reloaded.clear()
     index = watcher.current
@@ -469,7 +469,7 @@ def bench_reread(contacts: int, folder: Path) -> dict:
         result["sees_the_edit"] = watcher.current.lookup("79990000001") is not None
         result["decide_during_reread"] = {
             "samples": len(lat_during), "p50_s": percentile(lat_during, 50),
-            "p99_s": percentile(lat_during, 99), "max_s": max(lat_during)}  # fmt: skip
+            "p99_s": percentile(lat_during, 99), "max_s": max(lat_during)}
         # One of our own Calls saves: the file changes, the contacts parts do not.
         before = (watcher.reloads, watcher.skipped)
         book = FileBook(path)
@@ -479,7 +479,7 @@ def bench_reread(contacts: int, folder: Path) -> dict:
         # after a big re-read the watcher rests for twice its build time before polling
         rest = 2 * result["edit_to_new_index_s"] + 10
         _wait(lambda: watcher.skipped > before[1] or watcher.reloads > before[0], rest,
-              "the watcher to look at our save")  # fmt: skip
+              "the watcher to look at our save")
         result["reread_after_our_save"] = watcher.reloads > before[0]
     finally:
         watcher.stop()
@@ -534,7 +534,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
         for variant in e2e_variants:
             try:
                 e2e = bench_transfers(contacts, phases, 50 if quick else 300, folder,
-                                      variant=variant)  # fmt: skip
+                                      variant=variant)
             except Exception as exc:  # noqa: BLE001 - the other variants still run
                 results[f"error_e2e_{variant}"] = f"{type(exc).__name__}: {exc}"
                 out(f"{VARIANTS[variant][0]}: FAILED {type(exc).__name__}: {exc}")
@@ -567,7 +567,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
                 memory = bench_memory(10_000 if quick else 100_000, folder, variant=variant,
                                       rate=2000.0 if quick else 1000.0,
                                       settle=3.0 if quick else 10.0,
-                                      restart=not quick)  # fmt: skip
+                                      restart=not quick)
             except Exception as exc:  # noqa: BLE001 - the other variant still runs
                 results[f"error_memory_{variant}"] = f"{type(exc).__name__}: {exc}"
                 out(f"memory ({variant}): FAILED {type(exc).__name__}: {exc}")
@@ -587,7 +587,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
             targets[f"{key}_p99_under_5ms_at_50rps"] = p50["p99_s"] < TARGET_E2E_P99_S
     targets["no_lost_transfers"] = all(
         p["lost"] == 0 for k, v in results.items() if k.startswith("e2e_")
-        for p in v.get("transfers", ()))  # fmt: skip
+        for p in v.get("transfers", ()))
     targets["no_failed_api_calls"] = all(
         v["api_call"]["failed"] == 0 for k, v in results.items() if k.startswith("e2e_"))
     if "reread_after_our_save" in reread:

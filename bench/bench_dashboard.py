@@ -49,9 +49,9 @@ OWNERS = 50
 FIRST_ID = 7_000_000_000
 
 _FIRST = ("Алексей Андрей Дмитрий Елена Екатерина Игорь Ирина Мария Михаил Наталья Николай "
-          "Ольга Павел Светлана Сергей Татьяна Юлия").split()  # fmt: skip
+          "Ольга Павел Светлана Сергей Татьяна Юлия").split()
 _LAST = ("Соколов Морозов Волков Лебедев Козлов Новиков Орлов Зайцев Павлов Семёнов Егоров "
-         "Фролов").split()  # fmt: skip
+         "Фролов").split()
 
 
 def owner_labels(managers: list[tuple[str, str]], rng: random.Random) -> list[str]:
@@ -64,7 +64,7 @@ def owner_labels(managers: list[tuple[str, str]], rng: random.Random) -> list[st
 
 
 def journal_calls(m: int, now: datetime, managers: list[tuple[str, str]], seed: int = 5
-                  ) -> list[Any]:  # fmt: skip
+                  ) -> list[Any]:
     """``m`` finished calls over the last 30 days (working hours, none in the future)."""
     from pz_excel.crm.schema import CallRow
 
@@ -95,7 +95,7 @@ def journal_calls(m: int, now: datetime, managers: list[tuple[str, str]], seed: 
             extension=extensions.get(owner, owner if owner.isdigit() else "200"),
             start=start, end=start + timedelta(seconds=duration), duration=duration,
             line=str(rng.randrange(1, 4)),
-        ))  # fmt: skip
+        ))
     return rows
 
 
@@ -225,7 +225,7 @@ def bench_refresh(contacts: int, calls: int, refreshes: int, folder: Path) -> di
             "figures_p50_s": statistics.median(fig_s[1:]), "figures_max_s": max(fig_s[1:]),
             "write_p50_s": statistics.median(write_s[1:]), "write_max_s": max(write_s[1:]),
             "raw_copy_s": raw_copy_s(path),
-        }  # fmt: skip
+        }
         result["openpyxl"] = openpyxl_refresh(copy, fig)
         copy.unlink(missing_ok=True)
     finally:

@@ -42,10 +42,10 @@ def events(n: int) -> list[Event]:
     for i in range(n):
         call, step = divmod(i, 3)
         fields = {"From": f"7343{call % 10_000_000:07d}", "To": "101",
-                  "CallID": str(4_000_000_000 + call)}  # fmt: skip
+                  "CallID": str(4_000_000_000 + call)}
         if step == 2:
             fields.update(Start=str(base + call), End=str(base + call + 42), Duration="42",
-                          Direction="0", Record=f"https://rec.example/{call}.mp3")  # fmt: skip
+                          Direction="0", Record=f"https://rec.example/{call}.mp3")
         out.append(build_event((2, 32, 4)[step], fields)[0])
     return out
 
@@ -63,13 +63,13 @@ def _plain(path: Path, batch: list[Event], per_txn: int) -> tuple[float, float]:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=NORMAL")
     con.execute("CREATE TABLE log (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL, kind TEXT, "
-                "call_id TEXT, event_type INTEGER, payload TEXT)")  # fmt: skip
+                "call_id TEXT, event_type INTEGER, payload TEXT)")
     rows = [(time.time(), "event", e.call_id, e.type, json.dumps(e.attrs)) for e in batch]
     started = time.perf_counter()
     for at in range(0, len(rows), per_txn):
         con.execute("BEGIN IMMEDIATE")
         con.executemany("INSERT INTO log(at, kind, call_id, event_type, payload) "
-                        "VALUES (?, ?, ?, ?, ?)", rows[at : at + per_txn])  # fmt: skip
+                        "VALUES (?, ?, ?, ?, ?)", rows[at : at + per_txn])
         con.execute("COMMIT")
     seconds = time.perf_counter() - started
     con.close()
@@ -107,7 +107,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
         r = results[key]
         r["vs_plain"] = r["events_per_s"] / floor
         out(f"{label:<44} {r['events_per_s']:>10,.0f} {1e6 / r['events_per_s']:>10.1f} "
-            f"{r['vs_plain']:>8.2f}×")  # fmt: skip
+            f"{r['vs_plain']:>8.2f}×")
     return {"benchmark": "journal", "quick": quick, "events": n, **results}
 
 

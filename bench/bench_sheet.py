@@ -73,7 +73,7 @@ _SENT = re.compile(r"Event sent: type = (\d+), callID = (\S+),")
 
 
 def call_rows(n: int, *, first: int = FIRST_ID, links: bool = False, seed: int = 3
-              ) -> list[CallRow]:  # fmt: skip
+              ) -> list[CallRow]:
     """``n`` finished calls as the agent logs them, a minute or so apart."""
     rng = random.Random(seed)
     names = [("Иван Петров", "Анна Смирнова"), ("ООО Урал", "Борис Иванов"), ("", "")]
@@ -92,7 +92,7 @@ def call_rows(n: int, *, first: int = FIRST_ID, links: bool = False, seed: int =
             end=start + timedelta(seconds=duration), duration=duration,
             recording=f"https://rec.example/{first + i}.mp3" if links and duration else "",
             line=str(rng.randrange(1, 4)),
-        ))  # fmt: skip
+        ))
     return rows
 
 
@@ -102,11 +102,11 @@ def log_workbook(rows: int, *, links: bool = False) -> Path:
     if not path.exists():
         tmp = path.with_name(path.stem + ".tmp.xlsx")
         write_template(tmp, "en", force=True, contacts=demo_contacts(1_000),
-                       managers=DEMO_MANAGERS)  # fmt: skip
+                       managers=DEMO_MANAGERS)
         book = FileBook(tmp)
         for at in range(0, rows, 20_000):  # the journal's batches are smaller; fine here
             book.write_calls(call_rows(min(20_000, rows - at), first=FIRST_ID + at,
-                                       links=links, seed=at))  # fmt: skip
+                                       links=links, seed=at))
         book.close()
         tmp.replace(path)
     return path
@@ -127,7 +127,7 @@ def open_book(path: Path, zip_level: bool) -> FileBook | OpenpyxlBook:
 
 
 def bench_saves(size: int, zip_level: bool, folder: Path, *, batches: int,
-                links: bool = False) -> dict:  # fmt: skip
+                links: bool = False) -> dict:
     path = _copy(log_workbook(size, links=links), folder)
     started = time.perf_counter()
     book = open_book(path, zip_level)
@@ -146,7 +146,7 @@ def bench_saves(size: int, zip_level: bool, folder: Path, *, batches: int,
     book.close()
     result = {"rows": size, "path": "zip-level" if zip_level else "openpyxl", "links": links,
               "open_s": open_s, "batches": batches, "save_p50_s": statistics.median(times),
-              "save_max_s": max(times), "file_mb": path.stat().st_size / 2**20}  # fmt: skip
+              "save_max_s": max(times), "file_mb": path.stat().st_size / 2**20}
     path.unlink()
     return result
 
@@ -205,7 +205,7 @@ class SentClock:
 
 
 def lags(sent: Sequence[tuple[float, int, str]], saves: Sequence[tuple[float, float, list]]
-         ) -> tuple[list[float], int]:  # fmt: skip
+         ) -> tuple[list[float], int]:
     """Per event: first save that ended after it was sent and holds its call at the stage
     it brought (ringing for a ring, final for a completion) or later."""
     by_call: dict[str, list[tuple[float, int]]] = defaultdict(list)
@@ -216,7 +216,7 @@ def lags(sent: Sequence[tuple[float, int, str]], saves: Sequence[tuple[float, fl
     for t_sent, etype, call_id in sent:
         need = 3 if etype == 4 else 1
         done = next((end for end, rank in by_call.get(call_id, ()) if end > t_sent
-                     and rank >= need), None)  # fmt: skip
+                     and rank >= need), None)
         if done is None:
             missing += 1
         else:
@@ -238,18 +238,18 @@ def _drive(server: Any, rate: float, count: int, first_call: int) -> int:
             call += 1
             pending.append(call)
             server.generate(2, {"From": f"7912{call % 10**7:07d}", "To": "101",
-                                "CallID": str(call)})  # fmt: skip
+                                "CallID": str(call)})
         else:
             done = pending.popleft()
             now = int(time.time())
             server.generate(4, {"From": f"7912{done % 10**7:07d}", "To": "101",
                                 "CallID": str(done), "Direction": "0", "Start": str(now - 30),
-                                "End": str(now), "Duration": "30"})  # fmt: skip
+                                "End": str(now), "Duration": "30"})
     return call
 
 
 def bench_lag(size: int, zip_level: bool, folder: Path, phases: Sequence[tuple[float, int]],
-              drain_timeout: float, *, dashboard: bool = False) -> list[dict]:  # fmt: skip
+              drain_timeout: float, *, dashboard: bool = False) -> list[dict]:
     """One agent per (log size, path); ``phases``: (events/s, events) run one after the
     other, each drained (every row saved) before the next.
 
@@ -276,7 +276,7 @@ def bench_lag(size: int, zip_level: bool, folder: Path, phases: Sequence[tuple[f
 
     cfg = AgentConfig(workbook=path, server=server.url, phone="101", save_interval=1.0,
                       lang="en", journal=folder / f"journal-{size}-{zip_level}.sqlite"
-                      )  # fmt: skip
+                      )
     started = time.perf_counter()
     agent = (Agent if dashboard else CallsOnlyAgent)(cfg, book_factory=factory).start()
     results = []
@@ -322,7 +322,7 @@ def bench_lag(size: int, zip_level: bool, folder: Path, phases: Sequence[tuple[f
                 "dashboard_saves": len(books[0].parts_saves[parts_before:]),
                 "dashboard_save_max_s": max(books[0].parts_saves[parts_before:],
                                             default=float("nan")),
-            })  # fmt: skip
+            })
     finally:
         # as shipped, stop() refreshes the Dashboard once more: not measured, so skipped
         agent.refresh_dashboard = lambda force=False: False  # type: ignore[method-assign]
@@ -356,7 +356,7 @@ def bench_deflate(size: int) -> list[dict]:
         seg_s = (time.perf_counter() - started) / 20
         out.append({"level": level, "xml_mb": len(data) / 2**20, "ratio": len(data) / len(packed),
                     "packed_mb": len(packed) / 2**20, "whole_s": whole,
-                    "mb_per_s": len(data) / 2**20 / whole, "segment_s": seg_s})  # fmt: skip
+                    "mb_per_s": len(data) / 2**20 / whole, "segment_s": seg_s})
     return out
 
 
@@ -374,23 +374,23 @@ def plot(lag: Sequence[dict], saves: Sequence[dict], path: Path) -> None:
     for (kind, rate), dash in (((k, r), d) for k in styles for r, d in ((10, ":"), (100, "-"))):
         points = sorted((r["rows"], r["lag_p99_s"], r["lag_p50_s"]) for r in lag
                         if r["path"] == kind and r["rate"] == rate and r["saved"]
-                        and r["agent"] == "no Dashboard refresh")  # fmt: skip
+                        and r["agent"] == "no Dashboard refresh")
         if not points:
             continue
         color, marker = styles[kind]
         xs = [p[0] for p in points]
         ax.plot(xs, [p[1] for p in points], dash, color=color, marker=marker,
-                label=f"{kind}, {rate:g} ev/s, lag p99")  # fmt: skip
+                label=f"{kind}, {rate:g} ev/s, lag p99")
         ax.plot(xs, [p[2] for p in points], dash, color=color, marker=marker, alpha=0.35,
-                label=f"{kind}, {rate:g} ev/s, lag p50")  # fmt: skip
+                label=f"{kind}, {rate:g} ev/s, lag p50")
     for kind, (color, _marker) in styles.items():
         points = sorted((r["rows"], r["save_p50_s"]) for r in saves
-                        if r["path"] == kind and not r["links"])  # fmt: skip
+                        if r["path"] == kind and not r["links"])
         if points:
             ax.plot([p[0] for p in points], [p[1] for p in points], "--", color=color,
-                    marker="x", alpha=0.7, label=f"{kind}: one save of 10 rows (p50)")  # fmt: skip
+                    marker="x", alpha=0.7, label=f"{kind}: one save of 10 rows (p50)")
     shipped = sorted((r["rows"], r["lag_p99_s"]) for r in lag if r["agent"] == "as shipped"
-                     and r["saved"])  # fmt: skip
+                     and r["saved"])
     if shipped:
         ax.plot([p[0] for p in shipped], [p[1] for p in shipped], "^", color="tab:purple",
                 ms=8, label="zip-level, agent as shipped, 100 ev/s, p99")
@@ -414,7 +414,7 @@ def plot(lag: Sequence[dict], saves: Sequence[dict], path: Path) -> None:
 
 
 def run(*, quick: bool = False, out: Callable[[str], None] = print,
-        plot_path: Path | None = None) -> dict:  # fmt: skip
+        plot_path: Path | None = None) -> dict:
     sizes = QUICK_SIZES if quick else FULL_SIZES
     isolate_home()
     with tempfile.TemporaryDirectory(prefix="pz-bench-sheet-") as tmp:
@@ -425,14 +425,14 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print,
         saves = []
         out("Calls sheet: FileBook.write_calls of 10 rows (5 new, 5 updated) = one save")
         out(f"{'log rows':>9} {'path':<10} {'first read':>11} {'save p50':>10} {'save max':>10} "
-            f"{'batches':>8} {'file':>8}")  # fmt: skip
+            f"{'batches':>8} {'file':>8}")
         for size in sizes:
             for zip_level in (True, False):
                 batches = 10 if zip_level else (3 if quick or size >= 100_000 else 5)
                 r = bench_saves(size, zip_level, folder, batches=batches)
                 saves.append(r)
                 out(f"{size:>9,} {r['path']:<10} {r['open_s']:>10.2f}s {r['save_p50_s']:>9.3f}s "
-                    f"{r['save_max_s']:>9.3f}s {batches:>8} {r['file_mb']:>6.1f}MB")  # fmt: skip
+                    f"{r['save_max_s']:>9.3f}s {batches:>8} {r['file_mb']:>6.1f}MB")
         if not quick:  # the zip-level writer on a log where every answered call has a link
             r = bench_saves(sizes[-1], True, folder, batches=10, links=True)
             saves.append(r)
@@ -445,7 +445,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print,
         out("Calls sheet lag through the agent (save_interval 1 s): connector sent → row saved")
         out(f"{'log rows':>9} {'path':<10} {'agent':<22} {'ev/s':>5} {'events':>7} "
             f"{'lag p50':>9} {'lag p99':>9} {'lag max':>9} {'saves':>6} {'rows/save':>9} "
-            f"{'save p50':>9}")  # fmt: skip
+            f"{'save p50':>9}")
         runs: list[tuple[int, bool, bool, list[tuple[float, int]], float]] = []
         for size in sizes:
             for zip_level in (True, False):
@@ -456,7 +456,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print,
                 else:
                     phases = [(10.0, 300), (100.0, 2000)]
                 runs.append((size, zip_level, False, phases,
-                             120.0 if not zip_level and size >= 100_000 else 30.0))  # fmt: skip
+                             120.0 if not zip_level and size >= 100_000 else 30.0))
         if not quick:  # the agent as shipped (Dashboard refreshed in the writer thread)
             runs += [(size, True, True, [(100.0, 3000)], 180.0) for size in sizes]
         for size, zip_level, dashboard, phases, drain in runs:
@@ -476,7 +476,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print,
         out(f"Deflate of the Calls part ({sizes[-1]:,} rows, {deflate[0]['xml_mb']:.0f} MB XML); "
             f"the writer uses level {LEVEL}, segments of {SEGMENT} rows")
         out(f"{'level':>5} {'ratio':>7} {'packed':>9} {'whole part':>11} {'MB/s':>7} "
-            f"{'one segment':>12}")  # fmt: skip
+            f"{'one segment':>12}")
         for d in deflate:
             out(f"{d['level']:>5} {d['ratio']:>6.1f}× {d['packed_mb']:>7.2f}MB "
                 f"{d['whole_s']:>10.3f}s {d['mb_per_s']:>7.0f} {d['segment_s'] * 1000:>10.2f}ms")
@@ -498,7 +498,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print,
         plot(lag, saves, plot_path)
         out(f"plot: {plot_path}")
     return {"benchmark": "sheet", "quick": quick, "saves": saves, "lag": lag,
-            "deflate": deflate, "targets": targets}  # fmt: skip
+            "deflate": deflate, "targets": targets}
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ class OpenpyxlBook:
         self._next = header_row + 1
         for r, (value,) in enumerate(self._ws.iter_rows(min_row=header_row + 1, min_col=id_col,
                                                         max_col=id_col, values_only=True),
-                                     start=header_row + 1):  # fmt: skip
+                                     start=header_row + 1):
             if value is not None and str(value).strip():
                 self._index[cell_text(value)] = r
                 self._next = r + 1
@@ -63,7 +63,7 @@ class OpenpyxlBook:
                             cols[col.key] = c
                             break
                 missing = [col.en for col in CALLS.columns if col.required
-                           and col.key not in cols]  # fmt: skip
+                           and col.key not in cols]
                 if missing:
                     raise ValueError(f"sheet {ws.title}: no column(s) {missing}")
                 lang = "ru" if texts[cols["call_id"] - 1] == CALLS.column("call_id").ru else "en"

@@ -79,7 +79,7 @@ UNDERSTOOD = {
     "http://schemas.openxmlformats.org/drawingml/2006/diagram",
     "http://schemas.openxmlformats.org/drawingml/2006/picture",
     "http://schemas.openxmlformats.org/drawingml/2006/lockedCanvas",
-}  # fmt: skip
+}
 
 
 class UnknownRootError(ValueError):

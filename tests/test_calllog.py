@@ -27,7 +27,7 @@ def ev(etype: int, call_id: str = "100", **attrs: str) -> Event:
 
 def history(call_id="100", frm="73430112233", to="101", start=T0, dur=42, direction="0", **kw):
     return ev(4, call_id, from_=frm, to=to, start=str(start), end=str(start + dur),
-              duration=str(dur), direction=direction, **kw)  # fmt: skip
+              duration=str(dur), direction=direction, **kw)
 
 
 def run(events, row=None, now=NOW):
@@ -104,7 +104,7 @@ def test_late_history_for_an_unknown_call_makes_one_late_row():
 def test_out_of_order_ring_and_answer_never_downgrade_a_completed_row():
     done = run([history(line=" ")])
     row = run([ev(32, from_="73430112233", to="101", line="L7"),
-               ev(2, from_="73430112233", to="101")], row=done)  # fmt: skip
+               ev(2, from_="73430112233", to="101")], row=done)
     assert row.status == "completed" and row.start == done.start
     assert row.line == "L7"  # a field still empty may be filled by the straggler
 
@@ -173,7 +173,7 @@ def test_replaying_a_whole_history_twice_is_idempotent():
     calls = [history(str(i), start=T0 + i, dur=i % 3) for i in range(20)]
     rows: dict[str, CallRow] = {}
     for event in itertools.chain(calls, [ev(4, c.call_id, **{**c.attrs, "missed": "1"})
-                                         for c in calls]):  # fmt: skip
+                                         for c in calls]):
         rows[event.call_id] = run([event], row=rows.get(event.call_id))
     assert len(rows) == 20
     assert all(not r.late for r in rows.values())

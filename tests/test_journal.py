@@ -46,7 +46,7 @@ def ev(etype: int, call_id: str, **attrs: str) -> Event:
 
 def history(call_id, frm, to, start, dur, direction="0", **kw):
     return ev(4, call_id, from_=frm, to=to, start=str(start), end=str(start + dur),
-              duration=str(dur), direction=direction, **kw)  # fmt: skip
+              duration=str(dur), direction=direction, **kw)
 
 
 MAPPER = CallMapper(tz=timezone.utc, clock=lambda: datetime(2024, 1, 1, 12, 0, 0))
@@ -61,7 +61,7 @@ def test_creates_dirs_uses_wal_and_keeps_every_attribute(tmp_path):
         assert j.path == path and path.exists()
         raw = "PEV2ZW50IC8+"
         event = ev(2, "470667154161667", from_="73430112233", to="101", line=" ",
-                   futureAttr="kept")  # fmt: skip
+                   futureAttr="kept")
         seq1 = j.record_event(event, raw_frame=raw)
         seq2 = j.record("decision", {"to": "101", "reason": "владелец"}, call_id="470667154161667")
         seq3 = j.record("state", "connected")
@@ -221,7 +221,7 @@ def test_missed_not_called_back_and_counts(journal):
                 start=day + timedelta(hours=3)),
         CallRow("7", "incoming", "completed", "79990001122", owner="", start=day),
         CallRow("8", "incoming", "missed", "", owner="", start=day),  # anonymous: no callback
-    ]  # fmt: skip
+    ]
     for row in rows:
         journal.upsert_call(row)
     assert [r.call_id for r in journal.missed_not_called_back()] == ["6", "5", "4"]
@@ -293,7 +293,7 @@ def test_kill_9_loses_nothing_committed(tmp_path):
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root))
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], env=env, cwd=root,
-                            stderr=subprocess.PIPE)  # fmt: skip
+                            stderr=subprocess.PIPE)
     try:
         wait_until(lambda: _count(path, "calls") >= 3000, 30, "child wrote 3000 calls")
         seen = _count(path, "calls")
@@ -357,7 +357,7 @@ def test_checkpoints_happen_off_the_commit_path(tmp_path):
         wal = path.with_name(path.name + "-wal")
         assert wal.stat().st_size > 1000 * 4096  # past SQLite's default: it did not checkpoint
         wait_until(lambda: path.stat().st_size > start + 100 * 4096, timeout=10,
-                   what="the background checkpoint to fill the database file")  # fmt: skip
+                   what="the background checkpoint to fill the database file")
         assert len(j.entries(kind="request")) == 2000
         checkpointer = j._checkpointer
         assert checkpointer is not None

@@ -185,7 +185,7 @@ def test_settings_sheet_typed_by_hand_numbers_and_russian_labels(tmp_path):
     ws = wb.active
     ws.title = "Настройки"
     for row in [["Параметр", "Значение"], ["  адрес сервера ", "ws://pbx:10150"],
-                ["Добавочный номер", 101], [None, "orphan"], ["unknown label", "x"]]:  # fmt: skip
+                ["Добавочный номер", 101], [None, "orphan"], ["unknown label", "x"]]:
         ws.append(row)
     wb.save(tmp_path / "ru.xlsx")
     assert read_settings_sheet(tmp_path / "ru.xlsx") == {"server": "ws://pbx:10150", "phone": "101"}

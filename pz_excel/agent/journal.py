@@ -85,7 +85,7 @@ def _dt(value: str | None) -> datetime | None:
 
 def _row(rec: sqlite3.Row | tuple) -> CallRow:
     (call_id, direction, status, phone, contact, owner, ext, started, ended,
-     duration, recording, line, late) = tuple(rec)[:13]  # fmt: skip
+     duration, recording, line, late) = tuple(rec)[:13]
     return CallRow(
         call_id=call_id,
         direction=direction,
@@ -220,7 +220,7 @@ class Journal:
             "VALUES (?, 'event', ?, ?, ?, ?)",
             (time.time(), event.call_id, _sql_int(event.type),
              json.dumps(attrs, ensure_ascii=False), raw_frame),
-        )  # fmt: skip
+        )
         return int(cur.lastrowid or 0)
 
     def record_event(
@@ -374,7 +374,7 @@ class Journal:
                 row.owner.strip().casefold(), row.extension, _iso(row.start), _iso(row.end),
                 _sql_int(row.duration), row.recording, row.line, int(bool(row.late)), time.time(),
             ),
-        )  # fmt: skip
+        )
 
     @staticmethod
     def _get(con: sqlite3.Connection, call_id: str) -> CallRow | None:
@@ -432,7 +432,7 @@ class Journal:
                     "INSERT INTO log(at, kind, call_id, payload) VALUES (?, 'error', ?, ?)",
                     (time.time(), event.call_id,
                      json.dumps({"seq": seq, "error": f"{type(exc).__name__}: {exc}"})),
-                )  # fmt: skip
+                )
                 return None
             if new is None or new == current:
                 return None
@@ -444,7 +444,7 @@ class Journal:
         result = self._write(work)
         if failure:
             log.error("event %s of call %s not mapped", event.type, event.call_id,
-                      exc_info=failure[0])  # fmt: skip
+                      exc_info=failure[0])
         return result
 
     @staticmethod
@@ -616,4 +616,4 @@ class Journal:
             except OSError:
                 pass
         return {"events": events, "calls": calls, "dirty": dirty, "path": str(self.path),
-                "size": size}  # fmt: skip
+                "size": size}

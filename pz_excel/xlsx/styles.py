@@ -29,7 +29,7 @@ class Styles:
     BOOL_ATTRS = frozenset(
         ("quotePrefix", "pivotButton", "applyNumberFormat", "applyFont", "applyFill",
          "applyBorder", "applyAlignment", "applyProtection")
-    )  # fmt: skip
+    )
 
     def __init__(self, part: str, data: bytes, lang: str) -> None:
         self.part = part
@@ -38,7 +38,7 @@ class Styles:
         if self.root.tag != SML + "styleSheet":
             raise Unsupported(f"{part} is not a SpreadsheetML style sheet")
         self.numfmts = {int(el.get("numFmtId")): el.get("formatCode") or ""
-                        for el in self.root.iter(SML + "numFmt")}  # fmt: skip
+                        for el in self.root.iter(SML + "numFmt")}
         fonts, xfs = self.root.find(SML + "fonts"), self.root.find(SML + "cellXfs")
         if fonts is None or xfs is None or not len(xfs):
             raise Unsupported(f"{part} has no fonts or cell formats")
@@ -77,7 +77,7 @@ class Styles:
         return self.numfmts.get(fmt_id, BUILTIN_FORMATS.get(fmt_id, "General"))
 
     def derive(self, s: int, *, text_format: bool = False, date: bool = False,
-               quote: bool | None = None, link: bool | None = None) -> int:  # fmt: skip
+               quote: bool | None = None, link: bool | None = None) -> int:
         """The format FileBook's cell assignments would leave on a cell of format ``s``."""
         key = (s, text_format, date, quote, link)
         found = self.memo.get(key)
@@ -89,7 +89,7 @@ class Styles:
             self._set(el, "numFmtId", "49", "applyNumberFormat")  # builtin "@"
         if date and not is_date_format(self.number_format(s)):
             self._set(el, "numFmtId", str(self._numfmt_id(DATE_FORMATS.get(
-                self.lang, DATE_FORMATS["en"]))), "applyNumberFormat")  # fmt: skip
+                self.lang, DATE_FORMATS["en"]))), "applyNumberFormat")
         if quote is not None:
             if quote:
                 el.set("quotePrefix", "1")
@@ -101,7 +101,7 @@ class Styles:
             if new_font != font_id:
                 self._set(el, "fontId", str(new_font), "applyFont")
         result = self._add(self.xf_keys, self.xfs, self.xfs_el, el) if self._key(el) != \
-            self._key(base) else s  # fmt: skip
+            self._key(base) else s
         self.memo[key] = result
         return result
 
@@ -112,7 +112,7 @@ class Styles:
             el.set(apply, "1")
 
     def _add(self, keys: dict[bytes, int], items: list[etree._Element],
-             parent: etree._Element, el: etree._Element) -> int:  # fmt: skip
+             parent: etree._Element, el: etree._Element) -> int:
         key = self._key(el)
         found = keys.get(key)
         if found is not None:
@@ -160,7 +160,7 @@ class Styles:
         color = font.find(SML + "color")
         rgb = color.get("rgb") if color is not None else None
         link_look = underline in ("", "single") and isinstance(rgb, str) and \
-            rgb[-6:].upper() == LINK_COLOR  # fmt: skip
+            rgb[-6:].upper() == LINK_COLOR
         if not link and not link_look:
             return font_id
         new = etree.Element(SML + "font")
@@ -178,7 +178,7 @@ class Styles:
         return self._add(self.font_keys, self.fonts, self.fonts_el, new)
 
     def make(self, *, bold: bool = False, size: float | None = None, fill: str = "",
-             number_format: str = "", wrap: bool = False) -> int:  # fmt: skip
+             number_format: str = "", wrap: bool = False) -> int:
         """A format for the sheets we own whole (Dashboard, a new Calls sheet): the book's
         default font — named and sized, so no viewer falls back to a serif — made bold or
         bigger, an optional solid ``fill`` (RRGGBB) and number format."""
@@ -198,9 +198,9 @@ class Styles:
         if font.find(SML + "name") is None:
             etree.SubElement(font, SML + "name", val="Calibri")
         xf = etree.Element(SML + "xf", numFmtId="0", fontId="0", fillId="0", borderId="0",
-                           xfId="0")  # fmt: skip
+                           xfId="0")
         self._set(xf, "fontId", str(self._add(self.font_keys, self.fonts, self.fonts_el,
-                                              font)), "applyFont")  # fmt: skip
+                                              font)), "applyFont")
         if fill:
             self._set(xf, "fillId", str(self._fill(fill)), "applyFill")
         if number_format:

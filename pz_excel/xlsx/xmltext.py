@@ -48,12 +48,12 @@ def unescape(raw: bytes) -> str:
 def attrs(tag: bytes) -> dict[str, str]:
     """Attributes of one start tag, unescaped."""
     return {m.group(1).decode(): unescape(m.group(2) if m.group(2) is not None else m.group(3))
-            for m in _ATTR.finditer(tag)}  # fmt: skip
+            for m in _ATTR.finditer(tag)}
 
 
 _ESC_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 _ESC_ATTR = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
-                           "\r": "&#13;", "\n": "&#10;", "\t": "&#9;"})  # fmt: skip
+                           "\r": "&#13;", "\n": "&#10;", "\t": "&#9;"})
 
 
 def esc_text(text: str) -> str:

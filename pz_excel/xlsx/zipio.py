@@ -290,7 +290,7 @@ def write_zip(
             struct.pack_into("<L", record, 42, offset)
             centrals.append(bytes(record))
             layout.append(Member(item.name, offset, item.length, bytes(record), item.crc,
-                                 item.compressed))  # fmt: skip
+                                 item.compressed))
             plan.append((item.offset, item.length))
             offset += item.length
             continue
@@ -303,7 +303,7 @@ def write_zip(
                           dos_date, crc, csize, size, len(raw_name), 0) + raw_name
         central = _CDH.pack(_CDH_SIG, 20, 20, flags, zipfile.ZIP_DEFLATED, dos_time,
                             dos_date, crc, csize, size, len(raw_name), 0, 0, 0, 0, 0,
-                            offset) + raw_name  # fmt: skip
+                            offset) + raw_name
         centrals.append(central)
         layout.append(Member(item.name, offset, len(local) + csize, central, crc, csize))
         plan.append(local)
