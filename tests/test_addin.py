@@ -257,9 +257,11 @@ def test_user_config_registers_our_formulas(tmp_path: Path) -> None:
 @pytest.mark.skipif(not LINUX, reason="checks the no-Excel path of Linux")
 @pytest.mark.parametrize(
     ("lang", "needle"),
-    [("en", "building the add-in needs Excel on Windows or macOS"),
-     ("ru", "для сборки надстройки нужен Excel на Windows или macOS")],
-)  # fmt: skip
+    [
+        ("en", "building the add-in needs Excel on Windows or macOS"),
+        ("ru", "для сборки надстройки нужен Excel на Windows или macOS"),
+    ],
+)
 def test_build_on_linux_fails_clearly(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], lang: str, needle: str
 ) -> None:

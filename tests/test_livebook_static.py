@@ -1,6 +1,8 @@
-"""pz_excel/books/livebook.py without Excel (none here, none faked).
+"""The xlwings layer without Excel (none here, none faked): ``pz_excel/books/livebook.py``
+(the Calls writer), ``excel_app.py`` (reaching Excel), ``excel_ui.py`` (the ribbon's and
+UDFs' side) and ``excel_addin_steps.py`` (``pz-excel addin`` in Excel).
 
-The main check reads livebook.py's syntax tree, follows every attribute chain that starts at an
+The main check reads these modules' syntax trees, follows every attribute chain that starts at an
 xlwings object (``xw.apps``, variables annotated ``xw.Book``/``xw.Sheet``/…, and what their
 properties and methods return according to xlwings' own annotations) and asserts each attribute
 exists on the installed xlwings' classes, that assigned attributes have setters, and that the
@@ -23,15 +25,22 @@ import pytest
 import xlwings
 import xlwings.main as xm
 
-from pz_excel.books import livebook
+from pz_excel.books import excel_addin_steps, excel_app, livebook
 from pz_excel.crm.schema import CALLS, cell_text
 from pz_excel.i18n import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "pz_excel" / "books" / "livebook.py"
+BOOKS = ROOT / "pz_excel" / "books"
+# The xlwings layer: the only modules that import xlwings; the first one defines the helpers.
+SOURCES = [
+    BOOKS / "excel_app.py",
+    BOOKS / "livebook.py",
+    BOOKS / "excel_ui.py",
+    BOOKS / "excel_addin_steps.py",
+]
 # xlwings types its collections' __getitem__/__iter__ with a TypeVar; the element classes:
 ITEM_OF = {"Apps": xm.App, "Books": xm.Book, "Sheets": xm.Sheet}
-# Attribute chains livebook must use and this checker must have seen (guards the checker).
+# Attribute chains the layer must use and this checker must have seen (guards the checker).
 REQUIRED = {
     ("xlwings", "apps"),
     ("xlwings", "App"),
@@ -59,14 +68,40 @@ REQUIRED = {
     ("Range", "column"),
     ("Range", "select"),
 }
-# Names used as attribute bases in livebook.py that hold no xlwings object. A new name here
+# Names used as attribute bases in the layer that hold no xlwings object. A new name here
 # must be a non-xlwings value; an xlwings one needs an `xw.Class` annotation instead.
 NOT_XLWINGS = {
-    "os", "sys", "pythoncom", "CALLS", "CONTACTS", "NEEDS_EXCEL", "VBA_TRUST",
-    "c", "n", "p", "col", "call", "value", "exc", "old", "runs", "existing", "by_name",
-    "project", "components", "code", "replace_lines", "names",
-    "subprocess", "done", "tkinter", "simpledialog", "root", "layout", "wanted",
-}  # fmt: skip
+    "os",
+    "sys",
+    "pythoncom",
+    "CALLS",
+    "CONTACTS",
+    "NEEDS_EXCEL",
+    "VBA_TRUST",
+    "c",
+    "n",
+    "p",
+    "col",
+    "call",
+    "value",
+    "exc",
+    "old",
+    "runs",
+    "existing",
+    "by_name",
+    "project",
+    "components",
+    "code",
+    "replace_lines",
+    "names",
+    "subprocess",
+    "done",
+    "tkinter",
+    "simpledialog",
+    "root",
+    "layout",
+    "wanted",
+}
 
 
 class Method:
@@ -269,7 +304,8 @@ class Checker(ast.NodeVisitor):
 @pytest.fixture(scope="module")
 def checked() -> Checker:
     checker = Checker()
-    checker.visit(ast.parse(SOURCE.read_text(encoding="utf-8")))
+    for source in SOURCES:  # in order: later modules call the helpers of earlier ones
+        checker.visit(ast.parse(source.read_text(encoding="utf-8"), filename=str(source)))
     return checker
 
 
@@ -309,10 +345,10 @@ def f(book: xw.Book, xw):
     assert ("Range", "options") in checker.seen and ("Range", "value") in checker.seen
 
 
-def test_only_livebook_imports_xlwings() -> None:
+def test_only_the_xlwings_layer_imports_xlwings() -> None:
     offenders = []
     for path in (ROOT / "pz_excel").rglob("*.py"):
-        if path == SOURCE:
+        if path in SOURCES:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
@@ -323,12 +359,13 @@ def test_only_livebook_imports_xlwings() -> None:
                 names = [node.module]
             if any(n == "xlwings" or n.startswith("xlwings.") for n in names):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
-    assert not offenders, f"xlwings is used outside books/livebook.py: {offenders}"
+    assert not offenders, f"xlwings is used outside the xlwings layer: {offenders}"
 
 
 def test_module_imports_without_touching_xlwings() -> None:
     code = (
-        "import sys; import pz_excel.books.livebook as lb; import pz_excel.excel.addin;"
+        "import sys; import pz_excel.books.livebook, pz_excel.books.excel_ui;"
+        " import pz_excel.excel.addin, pz_excel.excel.macros;"
         " print('xlwings' in sys.modules)"
     )
     out = subprocess.run(
@@ -353,8 +390,8 @@ def test_is_open_in_excel_is_false_and_never_raises(tmp_path: Path) -> None:
     "call",
     [
         lambda: livebook.LiveBook("book.xlsx"),
-        livebook.excel_startup_path,
-        lambda: livebook.close_addin("pz_excel.xlam"),
+        excel_addin_steps.excel_startup_path,
+        lambda: excel_addin_steps.close_addin("pz_excel.xlam"),
     ],
 )
 def test_excel_calls_raise_a_clear_error_on_linux(call: Any, monkeypatch) -> None:
@@ -384,12 +421,12 @@ def test_excel_calls_raise_a_clear_error_on_linux(call: Any, monkeypatch) -> Non
     ],
 )
 def test_outside_text_is_kept_as_text(raw: str, stored: str) -> None:
-    assert livebook._excel_text(raw) == stored
+    assert excel_app.excel_text(raw) == stored
 
 
 def test_runs_and_ids() -> None:
-    assert livebook._runs([2, 3, 4, 7, 9, 10]) == [(2, 4), (7, 7), (9, 10)]
-    assert livebook._runs([]) == []
+    assert livebook.runs([2, 3, 4, 7, 9, 10]) == [(2, 4), (7, 7), (9, 10)]
+    assert livebook.runs([]) == []
     assert cell_text(12345.0) == "12345"  # the Call ID reader livebook shares with filebook
     assert cell_text(" abc ") == "abc"
     assert cell_text(None) == ""
@@ -397,9 +434,9 @@ def test_runs_and_ids() -> None:
 
 def test_identifier_columns_are_text_formatted() -> None:
     phone_keys = {c.key for c in CALLS.columns if c.kind == "phone"}
-    assert {"call_id", "client_phone", "extension"} <= livebook._TEXT_KEYS
-    assert phone_keys <= livebook._TEXT_KEYS
-    assert livebook.TEXT_FORMAT == "@"
+    assert {"call_id", "client_phone", "extension"} <= livebook.TEXT_KEYS
+    assert phone_keys <= livebook.TEXT_KEYS
+    assert excel_app.TEXT_FORMAT == "@"
 
 
 def test_cell_values_follow_the_sheet_language() -> None:

@@ -15,27 +15,26 @@ import pytest
 
 from pz_excel.agent import notify
 from pz_excel.agent.api import ApiClient, LocalApi
+from pz_excel.books.settings import (
+    SettingCell,
+    parse_settings,
+    setting_writes,
+    settings_values,
+    table_lang,
+)
 from pz_excel.crm import phones
 from pz_excel.crm.schema import CALLS
-from pz_excel.excel import macros
-from pz_excel.excel.macros import (
+from pz_excel.excel import agent_process, macros, messages
+from pz_excel.excel.agent_process import agent_command, spawn_options, wait_for_agent
+from pz_excel.excel.messages import status_message
+from pz_excel.excel.number_pick import (
     Pick,
-    SettingCell,
-    agent_command,
-    apply_setting_answer,
     call_back_pick,
     latest_missed,
     owner_for_extension,
-    parse_settings,
     pick_number,
-    setting_writes,
-    settings_values,
-    spawn_options,
-    status_message,
-    table_lang,
-    validate_settings,
-    wait_for_agent,
 )
+from pz_excel.excel.settings_dialog import apply_setting_answer, problems_text, validate_settings
 from pz_excel.i18n import UserError
 
 ANNA = "+7 (343) 011-22-33"
@@ -240,11 +239,13 @@ def test_status_message_in_both_languages():
 
 def test_call_and_refresh_messages(monkeypatch):
     pick = Pick("73430112233", "+7 343 011-22-33", "Ivan Petrov")
-    ok, text = macros.call_message(pick, {"code": 0})
+    ok, text = messages.call_message(pick, {"code": 0})
     assert ok and text.en == "Calling Ivan Petrov (+7 343 011-22-33)…"
-    ok, text = macros.call_message(pick, {"code": 503, "message": "connector offline"})
+    ok, text = messages.call_message(pick, {"code": 503, "message": "connector offline"})
     assert not ok and "code 503" in text.en and "connector offline" in text.en
-    refreshed = macros.refresh_message({"contacts": 300, "warnings": [f"w{i}" for i in range(12)]})
+    refreshed = messages.refresh_message(
+        {"contacts": 300, "warnings": [f"w{i}" for i in range(12)]}
+    )
     assert refreshed.en.startswith("Contacts loaded: 300.") and "… and 2 more" in refreshed.en
     monkeypatch.setenv("PZ_LANG", "ru")
     assert str(refreshed).startswith("Загружено контактов: 300.")
@@ -292,7 +293,7 @@ def test_settings_problems_are_sentences():
     )
     assert len(problems) == 4
     assert "ws://" in problems[0].en and "«1O1»" in problems[1].en
-    text = macros.problems_text(problems)
+    text = problems_text(problems)
     assert text.en.startswith("Please fix the settings:\n• ")
     assert text.ru.startswith("Исправьте настройки:\n• ")
 
@@ -333,7 +334,7 @@ def test_agent_command_carries_the_live_settings():
     argv = agent_command(
         "/crm/crm.xlsx", values, python="/py/python", password_env=True, windows=False
     )
-    assert argv[-2:] == ["--password-env", macros.PASSWORD_ENV]
+    assert argv[-2:] == ["--password-env", agent_process.PASSWORD_ENV]
     assert "secret" not in " ".join(argv)
 
 
@@ -353,7 +354,7 @@ def test_spawn_options_detach():
 
 def test_start_agent_failure_shows_the_agents_own_words(tmp_path):
     missing = tmp_path / "nowhere.xlsx"
-    proc = macros.start_agent(missing, {"server": "ws://127.0.0.1:9", "phone": "101"})
+    proc = agent_process.start_agent(missing, {"server": "ws://127.0.0.1:9", "phone": "101"})
     with pytest.raises(UserError) as info:
         wait_for_agent(missing, proc, timeout=60)
     assert proc.returncode == 2
@@ -363,11 +364,11 @@ def test_start_agent_failure_shows_the_agents_own_words(tmp_path):
 
 def test_password_is_never_on_the_command_line_or_in_the_log(tmp_path):
     book = tmp_path / "b.xlsx"
-    proc = macros.start_agent(book, {"server": "ws://127.0.0.1:9", "phone": "101"}, "s3cret")
+    proc = agent_process.start_agent(book, {"server": "ws://127.0.0.1:9", "phone": "101"}, "s3cret")
     assert "s3cret" not in " ".join(proc.args)
-    assert proc.args[-2:] == ["--password-env", macros.PASSWORD_ENV]
+    assert proc.args[-2:] == ["--password-env", agent_process.PASSWORD_ENV]
     proc.wait(60)  # the agent ran and stopped on the missing workbook
-    log_text = macros.agent_log(book).read_text(encoding="utf-8")
+    log_text = agent_process.agent_log(book).read_text(encoding="utf-8")
     assert "workbook not found" in log_text and "s3cret" not in log_text
 
 
@@ -398,8 +399,8 @@ class StartingAgent:
 def test_wait_for_agent_returns_once_past_connecting(book):
     agent = StartingAgent(book, ["connecting", "connecting", "connected"])
     try:
-        assert macros.agent_for(book) is not None
-        assert macros.agent_for(book.with_name("other.xlsx")) is None  # never another book's
+        assert agent_process.agent_for(book) is not None
+        assert agent_process.agent_for(book.with_name("other.xlsx")) is None  # never another book's
         status = wait_for_agent(book, None, timeout=30)
         assert status["state"] == "connected" and agent.states == ["connected"]
     finally:
@@ -474,17 +475,28 @@ def test_connect_starts_a_detached_agent_that_connects_and_stops(tmp_path):
         values = settings_values(parse_settings(table))
         assert values["server"] == server.url and values["phone"] == "101"
         assert validate_settings(values) == []
-        proc = macros.start_agent(book, values)
+        proc = agent_process.start_agent(book, values)
         status = wait_for_agent(book, proc, timeout=60)
         assert status["state"] == "connected" and status["phone"] == "101"
         assert "Extension: 101" in status_message(status, "en")
-        client = macros.agent_for(book)
+        client = agent_process.agent_for(book)
         assert client is not None
         client.post("/stop")
         assert proc.wait(30) == 0
-        assert macros.agent_for(book) is None
+        assert agent_process.agent_for(book) is None
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()  # our own child only, if an assertion above failed
             proc.wait(10)
         server.stop()
+
+
+def test_table_header_uses_the_one_header_rule():
+    """Empty rows above the header do not count; headers match whatever their spacing/case."""
+    from pz_excel.crm.schema import CONTACTS
+    from pz_excel.excel.number_pick import table_header
+
+    sheet = [["Our clients"]] + [[]] * 12 + [["name", "PHONE ", "  Owner"], ["Ivan", ANNA, "Anna"]]
+    row, cols = table_header(lambda n: sheet[n - 1] if n <= len(sheet) else [], CONTACTS, "phone")
+    assert (row, cols) == (14, {"name": 1, "phone": 2, "owner": 3})
+    assert table_header(lambda n: [], CONTACTS, "phone") == (0, {})

@@ -8,13 +8,13 @@ from datetime import datetime
 import pytest
 from openpyxl import load_workbook
 
+from pz_excel.books.settings import read_settings_sheet
 from pz_excel.books.template import (
     DEMO_MANAGERS,
     demo_contacts,
     write_contacts_fast,
     write_template,
 )
-from pz_excel.cli.commands import read_settings_sheet
 from pz_excel.crm.contacts import load_index
 from pz_excel.crm.schema import CALLS, CONTACTS, MANAGERS, SETTING_ROWS, SETTINGS, CallRow
 from pz_excel.i18n import UserError

@@ -4,7 +4,7 @@
 * every button's onAction names a Sub of workbook/PZExcel.bas with the exact ribbon callback
   signature, and every Sub is one RunPython line into pz_excel.macros;
 * XML, .bas and pz_excel.addin.RIBBON_ACTIONS agree; the Python targets exist once
-  pz_excel/macros.py is in the tree;
+  pz_excel/excel/macros.py is in the tree;
 * the sources have one copy, in pz_excel/excel/resources.
 """
 

@@ -1,9 +1,10 @@
 """Worksheet functions: ``=PZ_STATUS()``, ``=PZ_NORMALIZE(B2)``, ``=PZ_CALL(B2)`` …
 
-Thin xlwings wrappers around ``pz_excel.udf_logic``; the logic is tested without Excel.
-xlwings shows each docstring (≤ 255 characters) and each ``@xw.arg(doc=…)`` in Excel's
+Thin xlwings wrappers around ``pz_excel.excel.udf_logic``; the logic is tested without
+Excel. xlwings shows each docstring (≤ 255 characters) and each ``@xw.arg(doc=…)`` in Excel's
 function wizard. Parameters carry no type hints on purpose: xlwings would take a hint as
-a value converter. The one xlwings object used, ``caller``, is read by ``livebook``.
+a value converter. The one xlwings object used, ``caller``, is read by
+``pz_excel.books.excel_ui``.
 """
 
 import xlwings as xw
@@ -83,7 +84,7 @@ def PZ_CALL(number, caller):
 def _caller_cell(caller):
     if caller is None:  # evaluated outside a cell (VBA Evaluate): pz_call explains
         return None
-    from pz_excel.books import livebook
+    from pz_excel.books import excel_ui
 
-    book, sheet, address, path, cells = livebook.caller_cell(caller)
+    book, sheet, address, path, cells = excel_ui.caller_cell(caller)
     return udf_logic.CallerCell(book, sheet, address, path, cells)

@@ -29,15 +29,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import psutil
-
 from pz_excel import paths
+from pz_excel.agent.discovery import (
+    AgentInfo,
+    AgentUnavailable,
+    agent_for_workbook,
+    choose_agent,
+    running_agents,
+)
 from pz_excel.i18n import Text, UserError
 
 Handler = Callable[[dict[str, str], dict[str, Any]], dict[str, Any]]
@@ -129,35 +134,6 @@ def float_param(
     ):
         raise _bad_param(name, "a number", "числом", lo, hi)
     return value
-
-
-class AgentUnavailable(UserError):
-    """No running agent answers (not started, stopped, or too slow)."""
-
-
-@dataclass(frozen=True)
-class AgentInfo:
-    """The discovery file's content."""
-
-    pid: int
-    port: int
-    token: str
-    phone: str
-    workbook: str
-    server: str
-    journal: str
-    started: float
-    key: str
-
-    @property
-    def file(self) -> Path:
-        return paths.agents_dir() / f"{self.key}.json"
-
-    def alive(self) -> bool:
-        try:
-            return psutil.pid_exists(self.pid) and psutil.Process(self.pid).status() != "zombie"
-        except psutil.Error:
-            return False
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -597,26 +573,6 @@ class LocalApi:
         self._server.server_close()
 
 
-def running_agents() -> list[AgentInfo]:
-    """Discovery files of agents whose process is alive (stale files are ignored)."""
-    found = []
-    for file in sorted(paths.agents_dir().glob("*.json")):
-        try:
-            info = AgentInfo(**json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
-            continue
-        if info.alive():
-            found.append(info)
-    return found
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-    except OSError:
-        return False
-
-
 class ApiClient:
     """Talks to one running agent. Timeouts are short: UDFs must never hang Excel."""
 
@@ -628,22 +584,14 @@ class ApiClient:
     def discover(
         cls, workbook: str | Path | None = None, phone: str | None = None, timeout: float = 2.0
     ) -> ApiClient:
-        agents = running_agents()
-        if workbook is not None:
-            agents = [a for a in agents if _same_file(a.workbook, str(workbook))] or agents
-        if phone:
-            agents = [a for a in agents if a.phone == phone]
-        if not agents:
-            raise AgentUnavailable(
-                Text(
-                    "no pz-excel agent is running "
-                    "(start it: pz-excel run, or Connect on the ribbon)",
-                    "агент pz-excel не запущен (запустите: pz-excel run или «Подключить» на ленте)",
-                )
-            )
-        if len(agents) > 1 and workbook is None and not phone:
-            agents.sort(key=lambda a: a.started, reverse=True)
-        return cls(agents[0], timeout)
+        """The agent :func:`choose_agent` picks among the running ones."""
+        return cls(choose_agent(running_agents(), workbook, phone), timeout)
+
+    @classmethod
+    def for_workbook(cls, workbook: str | Path, timeout: float = 2.0) -> ApiClient | None:
+        """``workbook``'s own agent, or ``None`` (never another workbook's)."""
+        info = agent_for_workbook(workbook)
+        return None if info is None else cls(info, timeout)
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict:
         conn = http.client.HTTPConnection("127.0.0.1", self.info.port, timeout=self.timeout)

@@ -315,8 +315,13 @@ def _print_calls(book: Path, lang: str, console: Console) -> None:
     help="Where the demo workbook and its journal go.",
 )
 @click.option("--lang", type=click.Choice(["en", "ru"]), default=None)
-@click.option("--contacts", default=300, show_default=True, type=click.IntRange(10, 1_000_000),
-              help="How many demo contacts.")
+@click.option(
+    "--contacts",
+    default=300,
+    show_default=True,
+    type=click.IntRange(10, 1_000_000),
+    help="How many demo contacts.",
+)
 def demo_command(directory: Path, lang: str | None, contacts: int) -> None:
     """Run the whole product on a built-in test connector with a scripted set of calls."""
     run_demo(directory.resolve(), lang or current_lang(), Console(), contacts)

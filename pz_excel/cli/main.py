@@ -15,10 +15,10 @@ from pz_excel.i18n import UserError
 
 # name -> "module:attribute" of a click.Command; each module owns its options.
 COMMANDS = {
-    "init": ("pz_excel.cli.commands:init_command", "write the CRM workbook template"),
-    "run": ("pz_excel.cli.commands:run_command", "run the call agent for a workbook"),
-    "status": ("pz_excel.cli.commands:status_command", "show the running agent's state"),
-    "call": ("pz_excel.cli.commands:call_command", "place a call through the running agent"),
+    "init": ("pz_excel.cli.workbook_cmd:init_command", "write the CRM workbook template"),
+    "run": ("pz_excel.cli.agent_cmd:run_command", "run the call agent for a workbook"),
+    "status": ("pz_excel.cli.agent_cmd:status_command", "show the running agent's state"),
+    "call": ("pz_excel.cli.agent_cmd:call_command", "place a call through the running agent"),
     "demo": ("pz_excel.cli.demo:demo_command", "the whole product on a built-in test connector"),
     "testserver": ("pz_excel.tools.testserver_cli:command", "the vendor's TestServer, stand-in"),
     "diag": ("pz_excel.tools.diag:command", "diagnostic console for a connector"),

@@ -6,7 +6,7 @@
 * our ribbon: ``customUI/customUI14.xml`` (Office 2010+), a tab "Простые Звонки" / "Calls";
 * our VBA module ``PZExcel`` in place of the template's ``RibbonMyAddin``: one
   ``Sub OnX(control As IRibbonControl)`` per button, each a single ``RunPython`` line into
-  :mod:`pz_excel.macros` (the list is :data:`RIBBON_ACTIONS`, checked by the tests against the
+  :mod:`pz_excel.excel.macros` (the list is :data:`RIBBON_ACTIONS`, checked by the tests against the
   XML and the ``.bas``);
 * the template's xlwings module with ``PROJECT_NAME = "pz_excel"``, so RunPython reads its
   settings (interpreter…) from ``%USERPROFILE%\\.pz_excel\\pz_excel.conf`` and not from another
@@ -81,7 +81,7 @@ class RibbonAction:
 
     control_id: str
     sub: str  # Sub name in module PZExcel
-    target: str  # function name in pz_excel.macros
+    target: str  # function name in pz_excel.excel.macros
 
     @property
     def on_action(self) -> str:
@@ -93,7 +93,7 @@ class RibbonAction:
 
 
 # The one list of ribbon actions. workbook/PZExcel.bas and workbook/customUI/*.xml must match it
-# (tests/test_workbook_static.py); pz_excel/macros.py must define every target.
+# (tests/test_workbook_static.py); pz_excel/excel/macros.py must define every target.
 RIBBON_ACTIONS: tuple[RibbonAction, ...] = (
     RibbonAction("pzConnect", "OnConnect", "connect"),
     RibbonAction("pzDisconnect", "OnDisconnect", "disconnect"),
@@ -302,7 +302,7 @@ def build_offline(lang: str, template: Path | None = None) -> bytes:
 
 def build_with_excel(lang: str) -> bytes:
     """The add-in with its VBA project written by Excel itself (Windows, COM)."""
-    from pz_excel.books import livebook
+    from pz_excel.books import excel_addin_steps
 
     with tempfile.TemporaryDirectory(prefix="pz-excel-addin-") as tmp:
         work = Path(tmp) / "template.xlam"
@@ -311,7 +311,7 @@ def build_with_excel(lang: str) -> bytes:
         # VBComponents.Import wants CRLF lines in the ANSI code page (the .bas is ASCII)
         module.write_bytes(vba_module_text().replace("\r\n", "\n").replace("\n", "\r\n").encode())
         built = Path(tmp) / "vba.xlam"
-        livebook.build_vba_with_excel(
+        excel_addin_steps.build_vba_with_excel(
             template=work,
             out=built,
             module_path=module,
@@ -472,18 +472,18 @@ def build_command(out: Path, lang: str | None, engine: str) -> None:
 def install_command(file_: Path | None, lang: str | None, engine: str) -> None:
     """Copy the add-in to Excel's XLSTART folder (like 'xlwings addin install')."""
     _needs_excel_here(INSTALL_NEEDS_EXCEL)
-    from pz_excel.books import livebook
+    from pz_excel.books import excel_addin_steps
 
     data = file_.read_bytes() if file_ else build(lang or current_lang(), engine)
-    target = livebook.excel_startup_path() / ADDIN_FILE
-    livebook.close_addin(ADDIN_FILE)
+    target = excel_addin_steps.excel_startup_path() / ADDIN_FILE
+    excel_addin_steps.close_addin(ADDIN_FILE)
     _write_file(target, data)
     config = write_user_config()
     if sys.platform == "darwin":
         enable_runpython_mac()
     click.echo(str(Text("add-in installed: {p}", "надстройка установлена: {p}").format(p=target)))
     click.echo(str(Text("Python for the ribbon: {p}", "Python для ленты: {p}").format(p=config)))
-    if livebook.load_addin(target):
+    if excel_addin_steps.load_addin(target):
         click.echo(str(Text("loaded into the running Excel", "загружена в запущенный Excel")))
     else:
         click.echo(
@@ -500,13 +500,13 @@ def install_command(file_: Path | None, lang: str | None, engine: str) -> None:
 def remove_command() -> None:
     """Remove the add-in from Excel's XLSTART folder (settings are kept)."""
     _needs_excel_here(INSTALL_NEEDS_EXCEL)
-    from pz_excel.books import livebook
+    from pz_excel.books import excel_addin_steps
 
-    target = livebook.excel_startup_path() / ADDIN_FILE
+    target = excel_addin_steps.excel_startup_path() / ADDIN_FILE
     if not target.exists():
         click.echo(str(Text("not installed: {p}", "не установлена: {p}").format(p=target)))
         return
-    livebook.close_addin(ADDIN_FILE)
+    excel_addin_steps.close_addin(ADDIN_FILE)
     try:
         target.unlink()
     except PermissionError as exc:
@@ -518,9 +518,9 @@ def remove_command() -> None:
 def status_command() -> None:
     """Show where the add-in is installed and which Python it runs."""
     _needs_excel_here(INSTALL_NEEDS_EXCEL)
-    from pz_excel.books import livebook
+    from pz_excel.books import excel_addin_steps
 
-    target = livebook.excel_startup_path() / ADDIN_FILE
+    target = excel_addin_steps.excel_startup_path() / ADDIN_FILE
     state = (
         Text("installed: {p}", "установлена: {p}")
         if target.exists()

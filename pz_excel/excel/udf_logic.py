@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from pz_excel.agent.api import AgentUnavailable, ApiClient
+from pz_excel.agent.api import ApiClient
+from pz_excel.agent.discovery import AgentUnavailable
 from pz_excel.crm import phones
 from pz_excel.crm.schema import WORDS, word
 from pz_excel.i18n import Text, UserError, current_lang
@@ -40,7 +41,7 @@ NO_CALLS = Text("no calls", "звонков не было")
 Value = str | int
 
 
-class _Down(Exception):
+class _AgentDown(Exception):
     """The agent is known to be absent or slow right now (a remembered failure)."""
 
     def __init__(self, text: Text):
@@ -73,16 +74,11 @@ class AgentLink:
         self._down: tuple[Text, float] | None = None
         self.discoveries = 0  # for tests and diagnostics
 
-    def forget(self) -> None:
-        with self._lock:
-            self._clients.clear()
-            self._down = None
-
     def client(self, workbook: str | None = None) -> ApiClient:
         now = self._clock()
         with self._lock:
             if self._down is not None and now < self._down[1]:
-                raise _Down(self._down[0])
+                raise _AgentDown(self._down[0])
             cached = self._clients.get(workbook or "")
             if cached is not None and now < cached[1]:
                 return cached[0]
@@ -91,7 +87,7 @@ class AgentLink:
                 client = ApiClient.discover(workbook=workbook, timeout=self.timeout)
             except AgentUnavailable:
                 self._down = (AGENT_DOWN, now + self.fail_ttl)
-                raise _Down(AGENT_DOWN) from None
+                raise _AgentDown(AGENT_DOWN) from None
             self._clients[workbook or ""] = (client, now + self.ttl)
             self._down = None
             return client
@@ -110,7 +106,7 @@ class AgentLink:
                     self._clients.pop(workbook or "", None)
                 if remember_slow or not slow:
                     self._down = (text, self._clock() + self.fail_ttl)
-            raise _Down(text) from exc
+            raise _AgentDown(text) from exc
 
     def get(self, path: str, workbook: str | None = None, **params: object) -> dict:
         return self._request(lambda c: c.get(path, **params), workbook)
@@ -131,7 +127,7 @@ def _safe(fn: Callable[..., Value]) -> Callable[..., Value]:
     def wrapper(*args: Any, **kwargs: Any) -> Value:
         try:
             return fn(*args, **kwargs)
-        except _Down as exc:
+        except _AgentDown as exc:
             return str(exc.text)
         except UserError as exc:
             return str(exc.text)
@@ -360,7 +356,7 @@ def pz_call(
     body = {"number": cell_text(number), "once_key": once_key(cell, key)}
     try:
         result = (link or LINK).post("/call", body, workbook=cell.path or None)
-    except _Down as exc:
+    except _AgentDown as exc:
         if exc.text is AGENT_SLOW:
             # The agent records the key before dialling, so the dial is under way;
             # the next recalculation shows "called at …".

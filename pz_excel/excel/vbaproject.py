@@ -376,8 +376,18 @@ def write_cfb(streams: dict[str, bytes]) -> bytes:
 
     header = bytearray(_CFB_SIGNATURE + b"\0" * 16)
     header += struct.pack("<HHHHH", 0x003E, 0x0003, 0xFFFE, 9, 6) + b"\0" * 6
-    header += struct.pack("<IIIIIIIII", 0, n_fat, first_dir, 0, _MINI_CUTOFF,
-                          first_minifat, n_minifat, _ENDOFCHAIN, 0)  # fmt: skip
+    header += struct.pack(
+        "<IIIIIIIII",
+        0,  # directory sectors (always 0 for version 3)
+        n_fat,
+        first_dir,
+        0,  # transaction signature
+        _MINI_CUTOFF,
+        first_minifat,
+        n_minifat,
+        _ENDOFCHAIN,  # first DIFAT sector: none
+        0,  # DIFAT sectors
+    )
     header += struct.pack("<109I", *(fat_ids + [_FREESECT] * (109 - n_fat)))
     return bytes(header) + b"".join(sectors)
 

@@ -1,9 +1,14 @@
-"""``pz-excel init | run | status | call``: the agent's command line."""
+"""``pz-excel run | status | call``: the agent in the foreground, and talking to a running one.
+
+Which running agent ``status`` and ``call`` talk to is decided by
+``pz_excel.agent.api.choose_agent``: ``-w BOOK`` means that workbook's agent or an error naming
+the workbooks agents run for; without ``-w``, the one running agent, or an error asking to
+choose when there are several.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 import threading
@@ -12,94 +17,9 @@ from pathlib import Path
 import click
 
 from pz_excel import paths
+from pz_excel.books.settings import read_settings_sheet
+from pz_excel.cli.console_log import setup_logging
 from pz_excel.i18n import Text, UserError, current_lang
-
-log = logging.getLogger("pz_excel")
-
-
-_LEVELS = {
-    logging.WARNING: Text("warning", "предупреждение"),
-    logging.ERROR: Text("error", "ошибка"),
-    logging.CRITICAL: Text("critical", "критично"),
-}
-
-
-class _TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        stamp = self.formatTime(record, "%H:%M:%S")
-        level = ""
-        if record.levelno >= logging.WARNING:
-            word = _LEVELS.get(record.levelno, Text(record.levelname.lower(), ""))
-            level = f"{word.ru if current_lang() == 'ru' and word.ru else word.en}: "
-        elif record.levelno < logging.INFO:
-            level = "debug: "
-        return f"{stamp} {level}{record.getMessage()}"
-
-
-def setup_logging(verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_TextFormatter())
-    root = logging.getLogger("pz_excel")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
-
-
-# ---------------------------------------------------------------------- init
-
-
-@click.command("init")
-@click.argument("book", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--lang",
-    type=click.Choice(["en", "ru"]),
-    default=None,
-    help="Sheet names and headers language (default: your locale).",
-)
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
-@click.option("--server", default="", help="Connector URL to put on the Settings sheet.")
-@click.option("--phone", default="", help="Your extension, for the Settings sheet.")
-def init_command(book: Path, lang: str | None, force: bool, server: str, phone: str) -> None:
-    """Write the CRM workbook template (Contacts, Managers, Calls, Settings)."""
-    from pz_excel.books.template import write_template
-
-    lang = lang or current_lang()
-    settings = {k: v for k, v in {"server": server, "phone": phone}.items() if v}
-    path = write_template(book, lang=lang, force=force, settings=settings or None)
-    click.echo(str(Text(f"Workbook written: {path}", f"Книга создана: {path}")))
-
-
-# ---------------------------------------------------------------------- run
-
-
-def read_settings_sheet(book: Path) -> dict[str, str]:
-    """Values of the Settings sheet (either language); {} if the sheet is absent."""
-    from pz_excel.crm.contacts import read_small_sheet
-    from pz_excel.crm.schema import SETTING_ROWS, SETTINGS, cell_text
-
-    if not book.exists():
-        return {}
-    try:
-        rows = read_small_sheet(book, SETTINGS)
-    except UserError:
-        raise
-    except Exception as exc:
-        raise UserError(
-            Text(f"cannot read workbook {book}: {exc}", f"не удалось прочитать книгу {book}: {exc}")
-        ) from exc
-    if rows is None:
-        return {}
-    labels = {label.strip().casefold(): key for key, pair in SETTING_ROWS.items() for label in pair}
-    labels.update({key: key for key in SETTING_ROWS})
-    out: dict[str, str] = {}
-    for _row, cells in rows:
-        first, second = cells.get(0), cells.get(1)  # columns A and B (0-based)
-        if first is None:
-            continue
-        key = labels.get(str(first).strip().casefold())
-        if key and second is not None and str(second).strip():
-            out[key] = cell_text(second)
-    return out
 
 
 def _tls_options(pin: str | None, legacy: bool, ca_file: str | None):
@@ -244,18 +164,18 @@ def run_command(
     click.echo(str(Text("Agent stopped.", "Агент остановлен.")))
 
 
-# ---------------------------------------------------------------------- status / call
-
-
 @click.command("status")
 @click.option("--workbook", "-w", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_command(workbook: Path | None, as_json: bool) -> None:
     """Show the running agent's state, extension, server, last event and journal path."""
-    from pz_excel.agent.api import AgentUnavailable, ApiClient
+    from pz_excel.agent.api import ApiClient
+    from pz_excel.agent.discovery import AgentUnavailable, NoAgentForWorkbook
 
     try:
         client = ApiClient.discover(workbook=workbook)
+    except NoAgentForWorkbook:
+        raise  # agents run, not this workbook's: the error names theirs
     except AgentUnavailable:
         click.echo(
             str(

@@ -1,0 +1,134 @@
+"""The Settings sheet, read one way by the CLI (``pz-excel run``) and the ribbon (Connect).
+
+The rule, for a sheet typed by hand as much as for our template:
+
+* a setting's label is one of ``schema.SETTING_ROWS``' labels in either language, or its
+  key (``server``, ``phone``…), case and surrounding spaces ignored;
+* the label may sit in any of the first :data:`LABEL_COLUMNS` columns (A–J), so a sheet
+  with a title column or labels in column C reads the same as the template's A/B layout;
+* its value is the next non-empty cell to the right of the label in the same row (empty
+  when there is none: the value then belongs in the cell right after the label);
+* the first row holding a label wins; rows and cells that are not labels are ignored.
+
+Tables are lists of rows, row 1 first, each a list of cell values from column A (what
+``livebook``'s ``sheet_table`` returns for the open book; :func:`read_settings_sheet`
+builds the same from the file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pz_excel.crm.schema import SETTING_ROWS, SETTINGS, cell_text
+from pz_excel.i18n import Text, UserError, current_lang
+
+LABEL_COLUMNS = 10  # labels are looked for in columns A–J
+
+Table = Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class SettingCell:
+    row: int  # 1-based row of the label
+    col: int  # 1-based column of the value (or where it belongs when empty)
+    value: str
+
+
+def _label_keys() -> dict[str, str]:
+    labels = {label.strip().casefold(): key for key, pair in SETTING_ROWS.items() for label in pair}
+    labels.update({key: key for key in SETTING_ROWS})
+    return labels
+
+
+def parse_settings(table: Table) -> dict[str, SettingCell]:
+    """Settings by key: where each value is and what it says (see the module's rule)."""
+    labels = _label_keys()
+    found: dict[str, SettingCell] = {}
+    for number, row in enumerate(table, start=1):
+        for index, cell in enumerate(list(row or ())[:LABEL_COLUMNS]):
+            key = labels.get(str(cell or "").strip().casefold())
+            if key is None:
+                continue
+            if key not in found:
+                found[key] = _value_right_of(number, row, index)
+            break  # one label per row: what follows it is its value
+    return found
+
+
+def _value_right_of(number: int, row: Sequence[Any], index: int) -> SettingCell:
+    for right in range(index + 1, len(row)):
+        text = cell_text(row[right])
+        if text:
+            return SettingCell(number, right + 1, text)
+    return SettingCell(number, index + 2, "")
+
+
+def settings_values(cells: Mapping[str, SettingCell]) -> dict[str, str]:
+    """The non-empty values by key."""
+    return {key: cell.value for key, cell in cells.items() if cell.value}
+
+
+def read_settings_sheet(book: Path) -> dict[str, str]:
+    """Values of the Settings sheet of the file ``book``; {} if it or the sheet is absent."""
+    from pz_excel.crm.contacts import read_small_sheet
+
+    if not book.exists():
+        return {}
+    try:
+        rows = read_small_sheet(book, SETTINGS)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(
+            Text(f"cannot read workbook {book}: {exc}", f"не удалось прочитать книгу {book}: {exc}")
+        ) from exc
+    if rows is None:
+        return {}
+    return settings_values(parse_settings(_dense(rows)))
+
+
+def _dense(rows: Sequence[tuple[int, Mapping[int, object]]]) -> list[list[object]]:
+    """``read_small_sheet``'s sparse rows (row number, {0-based column: value}) as a table."""
+    height = max((number for number, _ in rows), default=0)
+    table: list[list[object]] = [[] for _ in range(height)]
+    for number, cells in rows:
+        width = max(cells, default=-1) + 1
+        table[number - 1] = [cells.get(col) for col in range(width)]
+    return table
+
+
+def table_lang(table: Table) -> str:
+    """``ru`` if the sheet's labels are Russian, else the user's language."""
+    ru_labels = {pair[1].casefold() for pair in SETTING_ROWS.values()}
+    ru_labels |= {SETTINGS.column("setting").ru.casefold()}
+    for row in table:
+        for cell in row:
+            if str(cell or "").strip().casefold() in ru_labels:
+                return "ru"
+    return current_lang()
+
+
+def setting_writes(
+    cells: Mapping[str, SettingCell], new: Mapping[str, str], table_rows: int, lang: str
+) -> list[tuple[int, int, str]]:
+    """Cell writes (row, col, value) that put ``new`` values on the Settings sheet.
+
+    Existing settings are updated where :func:`parse_settings` found them; missing ones are
+    appended below the last row, label in column A (the sheet's language), value in B.
+    """
+    writes: list[tuple[int, int, str]] = []
+    next_row = max(table_rows, 1) + 1
+    for key, value in new.items():
+        cell = cells.get(key)
+        if cell is not None:
+            if value != cell.value:
+                writes.append((cell.row, cell.col, value))
+        elif value:
+            en, ru = SETTING_ROWS[key]
+            writes.append((next_row, 1, ru if lang == "ru" else en))
+            writes.append((next_row, 2, value))
+            next_row += 1
+    return writes

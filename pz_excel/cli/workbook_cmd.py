@@ -1,0 +1,30 @@
+"""``pz-excel init``: write the CRM workbook template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pz_excel.i18n import Text, current_lang
+
+
+@click.command("init")
+@click.argument("book", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "ru"]),
+    default=None,
+    help="Sheet names and headers language (default: your locale).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--server", default="", help="Connector URL to put on the Settings sheet.")
+@click.option("--phone", default="", help="Your extension, for the Settings sheet.")
+def init_command(book: Path, lang: str | None, force: bool, server: str, phone: str) -> None:
+    """Write the CRM workbook template (Contacts, Managers, Calls, Settings)."""
+    from pz_excel.books.template import write_template
+
+    lang = lang or current_lang()
+    settings = {k: v for k, v in {"server": server, "phone": phone}.items() if v}
+    path = write_template(book, lang=lang, force=force, settings=settings or None)
+    click.echo(str(Text(f"Workbook written: {path}", f"Книга создана: {path}")))
