@@ -71,7 +71,7 @@ _MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 def to_shared_strings(src: Path, dst: Path) -> Path:
     """Rewrite an openpyxl workbook the way Excel stores text: every inline string of every
     worksheet becomes an index into ``xl/sharedStrings.xml`` (UTF-8, de-duplicated)."""
-    from pz_excel.crm.contacts import _unescape_many
+    from pz_excel.xlsx.reader import unescape_many
 
     strings: dict[str, int] = {}
 
@@ -103,7 +103,7 @@ def to_shared_strings(src: Path, dst: Path) -> Path:
                     ).encode(),
                 )
             zout.writestr(info, data)
-        decoded = _unescape_many(list(strings))  # Excel writes UTF-8, not &#1057; refs
+        decoded = unescape_many(list(strings))  # Excel writes UTF-8, not &#1057; refs
         body = "".join(
             "<si><t>"
             + s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

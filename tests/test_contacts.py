@@ -15,7 +15,6 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from pz_excel.books.template import demo_contacts, write_contacts_fast, write_template
-from pz_excel.crm import contacts as contacts_mod
 from pz_excel.crm.contacts import (
     Contact,
     ContactsWatcher,
@@ -26,6 +25,7 @@ from pz_excel.crm.contacts import (
 )
 from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import Text, UserError
+from pz_excel.xlsx import reader
 from tests.conftest import wait_until
 
 MANAGERS = [("Anna Smirnova", "101"), ("Борис Иванов", "102"), ("Алёна Ёлкина", "103")]
@@ -467,7 +467,7 @@ def test_small_chunks_give_the_same_index(tmp_path, monkeypatch):
     """Chunk boundaries anywhere (a few hundred bytes) change nothing."""
     path = write_contacts_fast(tmp_path / "many.xlsx", 1500, seed=3)
     big = load_index(path)
-    monkeypatch.setattr(contacts_mod, "_CHUNK_BYTES", 333)
+    monkeypatch.setattr(reader, "CHUNK_BYTES", 333)
     small = load_index(path)
     assert list(small) == list(big) and len(big) == 1500
     assert small.managers == big.managers and small.warnings == big.warnings == []

@@ -36,25 +36,21 @@ then writes nothing at all (``BookUnpatchable``): no other writer may touch a us
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
-import posixpath
 import re
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from lxml import etree
-from openpyxl.utils.cell import column_index_from_string, get_column_letter, range_boundaries
+from openpyxl.utils.cell import column_index_from_string, get_column_letter
 from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, to_excel
 
 from pz_excel.crm.schema import CALLS, WORDS, CallRow, Column, cell_text, word
-from pz_excel.i18n import Text, current_lang
+from pz_excel.i18n import Text, UserError, current_lang
 from pz_excel.xlsx.cells import (
-    FORMULA_START,
     HEADER_SCAN_ROWS,
     ID_KEYS,
     MAX_SHEET_LINKS,
@@ -63,25 +59,38 @@ from pz_excel.xlsx.cells import (
     safe_text,
 )
 from pz_excel.xlsx.cells import norm as _norm
-from pz_excel.xlsx.package import Package, rels_part_of, resolve_target
-from pz_excel.xlsx.segments import Blocks, Piece, Splitter, Strings
+from pz_excel.xlsx.header import HeaderNotFound, find_header
+from pz_excel.xlsx.package import Package, rels_part_of
+from pz_excel.xlsx.ranges import TablePart, extend_ranges, merged_below
+from pz_excel.xlsx.reader import shared_strings
+from pz_excel.xlsx.rels import read_rels
+from pz_excel.xlsx.segments import Blocks, Piece, Strings
+from pz_excel.xlsx.sheetlinks import CellValue, SheetLinks
+from pz_excel.xlsx.sheetrows import (
+    CELL,
+    HAS_VALUE,
+    SPANS,
+    TYPE_ATTR,
+    cell_style,
+    cell_value,
+    has_values,
+    restyle,
+    row_bounds,
+    row_cells,
+    rows_of,
+    split_links,
+    split_rows,
+)
 from pz_excel.xlsx.styles import Styles
 from pz_excel.xlsx.xmltext import (
-    HYPERLINK_TYPE,
     MAIN_NS,
-    PKG_REL_NS,
     REL_NS,
     SML,
-    attrs,
-    esc_attr,
     esc_text,
     parse_xml,
-    rich_text,
-    unescape,
     xml_bytes,
 )
 from pz_excel.xlsx.zipio import (
-    CHUNK,
     LEVEL,
     LOCAL_HEADER_SIG,
     MAX_PART,
@@ -96,15 +105,7 @@ from pz_excel.xlsx.zipio import (
     write_zip,
 )
 
-# Elements that follow <hyperlinks> in a worksheet (ECMA-376 CT_Worksheet order): a new
-# <hyperlinks> goes right before the first of them.
 log = logging.getLogger("pz_excel.books.callspatch")
-
-_AFTER_HYPERLINKS = frozenset(
-    "printOptions pageMargins pageSetup headerFooter rowBreaks colBreaks customProperties "
-    "cellWatches ignoredErrors smartTags drawing legacyDrawing legacyDrawingHF drawingHF "
-    "picture oleObjects controls webPublishItems tableParts extLst".split()
-)
 
 
 class ChangedOnDisk(Exception):
@@ -129,199 +130,7 @@ class MissingColumns(Exception):
         self.missing = missing
 
 
-# ---------------------------------------------------------------------------- sheet XML
-
-_ROW = re.compile(rb'<row r="([0-9]+)"[^>]*?(?:/>|>.*?</row>)', re.S)
-_ROW_OPEN = re.compile(rb'<row r="')
-_ROW_START = re.compile(rb"<row\b[^>]*?(/?)>")
-_CELL = re.compile(rb'<c r="([A-Z]{1,3})[0-9]+"([^>]*?)(?:/>|>(.*?)</c>)', re.S)
-_CELL_START = re.compile(rb"<c[\s>/]")
-_HAS_VALUE = re.compile(rb"<(?:v|is|f)\b")
-_STYLE_ATTR = re.compile(rb'\ss="([0-9]+)"')
-_TYPE_ATTR = re.compile(rb'\st="([a-zA-Z]+)"')
-_V = re.compile(rb"<v(?:\s[^>]*)?>(.*?)</v>", re.S)
-_IS = re.compile(rb"<is(?:\s[^>]*)?>(.*?)</is>", re.S)
-_SPANS = re.compile(rb'\sspans="[^"]*"')
-_DIMENSION = re.compile(rb'(<dimension\b[^>]*?\sref=")([^"]*)(")')
-_TAG = re.compile(rb"<(/?)([A-Za-z_][\w.:-]*)\b[^>]*?(/?)>", re.S)
-_LINK = re.compile(rb"<hyperlink\b[^>]*?(?:/>|>.*?</hyperlink>)", re.S)
-_REL = re.compile(rb"<Relationship\b[^>]*?(?:/>|>\s*</Relationship>)", re.S)
-_REF_ATTR = re.compile(rb'(\sref=")([^"]*)(")')
-_ID_ATTR = re.compile(rb'\sId="([^"]*)"')
-_TYPE_TABLE = re.compile(rb'\sType="[^"]*/table"')
-
-
-def _splitter(pattern: re.Pattern[bytes], what: str, empty: bool = False) -> Splitter:
-    """Elements of one kind, back to back; anything else between them is refused.
-    ``empty``: they are usually ``<x …/>``, split at ``/>`` when all of them are."""
-    start = b"<" + what.encode() + b" "
-
-    def split(data: bytes) -> list[bytes]:
-        if empty:
-            pieces = data.split(b"/>")
-            if not pieces.pop() and all(p.startswith(start) and b">" not in p for p in pieces):
-                return [p + b"/>" for p in pieces]
-        items: list[bytes] = []
-        pos = 0
-        for m in pattern.finditer(data):
-            if data[pos : m.start()].strip():
-                raise Unsupported(f"unexpected markup between {what} elements")
-            items.append(m.group(0))
-            pos = m.end()
-        if data[pos:].strip():
-            raise Unsupported(f"unexpected markup after the {what} elements")
-        return items
-
-    return split
-
-
-_split_rows = _splitter(_ROW, "row")
-_split_links = _splitter(_LINK, "hyperlink", empty=True)
-_split_rels = _splitter(_REL, "Relationship", empty=True)
-
-
-def _row_bounds(data: bytes, pos: int, end: int) -> tuple[list[int], list[int]] | None:
-    """Row numbers and offsets of sheetData's rows (``bounds[i]`` to ``bounds[i + 1]``) when
-    they sit back to back as ``<row r="N" …>…</row>``, as Excel, openpyxl and this module
-    write them; None for anything else (``_rows_of`` then takes the careful way)."""
-    starts = [m.start() for m in _ROW_OPEN.finditer(data, pos, end)]
-    if not starts:
-        return ([], [end]) if not data[pos:end].strip() else None
-    if starts[0] != pos or data.count(b"<row ", pos, end) != len(starts):
-        return None
-    bounds = [*starts, end]
-    if any(data[b - 6 : b] != b"</row>" for b in bounds[1:]):
-        return None  # whitespace between rows, or <row …/>
-    keys = [int(data[s + 8 : data.index(b'"', s + 8)]) for s in starts]
-    if any(a >= b for a, b in itertools.pairwise(keys)):
-        raise Unsupported("rows out of order")
-    return keys, bounds
-
-
-def _rows_of(body: bytes) -> tuple[list[int], list[bytes]]:
-    """sheetData's rows: (row numbers, row XML). Every row must carry its number."""
-    pieces = body.split(b"</row>")
-    tail = pieces.pop()
-    if (
-        not tail.strip()
-        and body.count(b"<row ") == len(pieces)
-        and all(p.startswith(b'<row r="') for p in pieces)
-        and b"/>" not in b"".join(p[: p.find(b">") + 1] for p in pieces)  # no <row …/>
-    ):
-        items = [p + b"</row>" for p in pieces]
-        keys = [int(p[8 : p.index(b'"', 8)]) for p in pieces]
-    else:  # whitespace between rows, <row …/>: the careful way
-        items = _split_rows(body)
-        keys = [int(_ROW.match(item).group(1)) for item in items]  # type: ignore[union-attr]
-    if any(a >= b for a, b in itertools.pairwise(keys)):
-        raise Unsupported("rows out of order")
-    return keys, items
-
-
-def _cell_value(ctype: bytes, inner: bytes | None) -> tuple[str, object]:
-    """(kind, raw value) of a cell: kind "s" gives a shared-string index to look up."""
-    if inner is None:
-        return "", None
-    if b"<f" in inner and re.search(rb"<f\b", inner):
-        return "f", "="  # a formula: a value for "is the row used", never an ID or header
-    if ctype == b"inlineStr":
-        m = _IS.search(inner)
-        return ("t", rich_text(m.group(1))) if m else ("", None)
-    m = _V.search(inner)
-    if m is None:
-        return "", None
-    raw = m.group(1)
-    if ctype == b"s":
-        return "s", int(raw)
-    if ctype in (b"str", b"e", b"d"):
-        return "t", unescape(raw)
-    if ctype == b"b":
-        return "b", raw.strip() == b"1"
-    text = raw.decode().strip()
-    try:
-        return "n", int(text)
-    except ValueError:
-        try:
-            return "n", float(text)
-        except ValueError:
-            return "t", text
-
-
-def _row_cells(row: bytes) -> tuple[bytes, list[tuple[int, bytes]], bytes]:
-    """A row chunk → (start tag, [(column, cell bytes)], what follows the cells)."""
-    start = _ROW_START.match(row)
-    if start is None:
-        raise Unsupported("a row without a start tag")
-    if start.group(1):  # <row …/>
-        return row[: start.end() - 2] + b">", [], b""
-    body = row[start.end() : len(row) - len(b"</row>")]
-    cells: list[tuple[int, bytes]] = []
-    rest: list[bytes] = []
-    pos = 0
-    for m in _CELL.finditer(body):
-        rest.append(body[pos : m.start()])
-        cells.append((column_index_from_string(m.group(1).decode()), m.group(0)))
-        pos = m.end()
-    rest.append(body[pos:])
-    other = b"".join(rest).strip()
-    if _CELL_START.search(other):
-        raise Unsupported("a cell without a reference")
-    return start.group(0), cells, other
-
-
-def _cell_style(cell: bytes) -> int:
-    head = cell[: cell.index(b">") + 1]
-    m = _STYLE_ATTR.search(head)
-    return int(m.group(1)) if m else 0
-
-
-def _restyle(cell: bytes, style: int) -> bytes:
-    """The same cell with style ``style`` (value and everything else unchanged)."""
-    end = cell.index(b">")
-    if cell[end - 1 : end] == b"/":
-        end -= 1
-    head, rest = cell[:end], cell[end:]
-    head = _STYLE_ATTR.sub(b"", head)
-    if style:
-        head += b' s="%d"' % style
-    return head + rest
-
-
-def _top_level(xml: bytes, start: int, stop: int) -> Iterator[tuple[str, int, int]]:
-    """(name, start, end) of the elements directly inside ``xml[start:stop]``."""
-    depth, opened, name = 0, 0, ""
-    for m in _TAG.finditer(xml, start, stop):
-        closing, tag, empty = m.group(1), m.group(2).decode(), m.group(3)
-        if closing:
-            depth -= 1
-            if depth == 0:
-                yield name, opened, m.end()
-        elif empty:
-            if depth == 0:
-                yield tag, m.start(), m.end()
-        else:
-            if depth == 0:
-                name, opened = tag, m.start()
-            depth += 1
-
-
 # ---------------------------------------------------------------------------- the book
-
-
-@dataclass
-class _Table:
-    part: str
-    root: etree._Element
-    dirty: bool = False
-
-
-@dataclass
-class _Cell:
-    """What we write into one of our cells."""
-
-    kind: str  # "t" text, "n" number, "" nothing
-    value: str = ""
-    style: int = 0
 
 
 @dataclass
@@ -333,7 +142,7 @@ class _Package:
     by_name: dict[str, str] = field(default_factory=dict)  # lower-case → as stored
 
 
-class CallsPatch:
+class CallsPatch(SheetLinks):
     """The Calls sheet of one workbook, parsed for zip-level writes. Not thread-safe:
     FileBook serialises calls under its lock."""
 
@@ -350,8 +159,8 @@ class CallsPatch:
         self.index: dict[str, int] = {}
         self.last_row = 0
         self.epoch = WINDOWS_EPOCH
-        self.rows = Blocks(_split_rows, ordered=True, segment=segment)
-        self.links = Blocks(_split_links, ordered=False, segment=segment)
+        self.rows = Blocks(split_rows, ordered=True, segment=segment)
+        self.links = Blocks(split_links, ordered=False, segment=segment)
         self.rels: Blocks | None = None
         self.head = Piece(b"")
         self.tail_pre = Piece(b"")  # </sheetData> … up to where <hyperlinks> goes
@@ -360,7 +169,7 @@ class CallsPatch:
         self.rels_tail = Piece(b"")
         self.rel_prefix: str | None = None
         self.styles: Styles | None = None
-        self.tables: list[_Table] = []
+        self.tables: list[TablePart] = []
         self.table_parts: list[str] = []
         self.sheet_part = ""
         self.rels_part = ""
@@ -401,7 +210,7 @@ class CallsPatch:
 
         if read("[Content_Types].xml") is None:
             raise Unsupported("no [Content_Types].xml")
-        main = next((t for _i, kind, t, _m in self._rels(read, "") if kind.endswith(
+        main = next((t for _i, kind, t, _m in read_rels(read, "") if kind.endswith(
             "/officeDocument")), None)  # fmt: skip
         if main is None or read(main) is None:
             raise Unsupported("no workbook part")
@@ -412,7 +221,7 @@ class CallsPatch:
         pr = wb.find(SML + "workbookPr")
         if pr is not None and pr.get("date1904") in ("1", "true"):
             self.epoch = MAC_EPOCH
-        wb_rels = {rid: (kind, target) for rid, kind, target, _m in self._rels(read, main)}
+        wb_rels = {rid: (kind, target) for rid, kind, target, _m in read_rels(read, main)}
         self.styles_part = next((t for k, t in wb_rels.values() if k.endswith("/styles")), "")
         styles = read(self.styles_part) if self.styles_part else None
         if styles is None:
@@ -424,7 +233,7 @@ class CallsPatch:
         data = read(sheet.part, MAX_PART) if sheet is not None else None
         if sheet is not None and data is None:
             raise Unsupported(f"{sheet.part} is missing")
-        if sheet is None or not _has_values(data):  # type: ignore[arg-type]
+        if sheet is None or not has_values(data):  # type: ignore[arg-type]
             # No Calls sheet, or an empty one: ours to make (a new part, or the empty one's)
             self.lang = _book_lang(package, lang)
             self.styles = Styles(self.styles_part, styles, self.lang)
@@ -436,15 +245,16 @@ class CallsPatch:
             self.created = True
         self.title, self.sheet_part = sheet.title, sheet.part
         self.rels_part = rels_part_of(self.sheet_part)
-        self._parse_sheet(data, lambda wanted: _shared_strings(zf, pkg, sst_part, wanted), lang)
+        self._parse_sheet(data, lambda wanted: _shared_strings(zf, pkg, sst_part, self.path.name,
+                                                                  wanted), lang)
         del data  # the decompressed part: tens of MB, not needed any more
         if self.styles is None:
             self.styles = Styles(self.styles_part, styles, self.lang)
-        self._parse_rels(None if self.created else read(self.rels_part, MAX_PART))
+        self.parse_rels(None if self.created else read(self.rels_part, MAX_PART))
         for table_part in self.table_parts:
             raw = read(table_part)
             if raw is not None:
-                self.tables.append(_Table(table_part, parse_xml(raw, table_part)))
+                self.tables.append(TablePart(table_part, parse_xml(raw, table_part)))
         self.prime()
         package.rebind(self._member)
 
@@ -475,23 +285,6 @@ class CallsPatch:
                 raise Unsupported(f"{part} is too large")
             return zf.read(info)
 
-    @staticmethod
-    def _rels(read: Callable[[str], bytes | None], part: str
-              ) -> list[tuple[str, str, str, str]]:  # fmt: skip
-        """(Id, type, resolved target, mode) of a part's relationships."""
-        folder, name = posixpath.split(part)
-        rels_part = posixpath.join(folder, "_rels", name + ".rels")
-        data = read(rels_part)
-        if data is None:
-            return []
-        out = []
-        for el in parse_xml(data, rels_part).iter(f"{{{PKG_REL_NS}}}Relationship"):
-            mode, target = el.get("TargetMode") or "", el.get("Target") or ""
-            if mode != "External":
-                target = resolve_target(rels_part, target)
-            out.append((el.get("Id") or "", el.get("Type") or "", target, mode))
-        return out
-
     def _parse_sheet(self, data: bytes, strings: Strings, lang: str | None) -> None:
         if data.startswith(b"\xef\xbb\xbf"):
             data = data[3:]
@@ -520,80 +313,49 @@ class CallsPatch:
         ).search(data, pos, stop):
             raise Unsupported("cells without a leading reference")
         self.head.data = data[:pos]
-        self._split_tail(data[stop:])
-        found = _row_bounds(data, pos, stop)
+        self.split_tail(data[stop:])
+        found = row_bounds(data, pos, stop)
         if found is not None:  # the usual case: rows packed straight from the part
             keys, bounds = found
-            top = sum(1 for k in keys if k <= HEADER_SCAN_ROWS)
-            self._find_header(keys[:top], [data[bounds[i] : bounds[i + 1]] for i in
-                                            range(top)], strings, lang)  # fmt: skip
+            self._find_header(keys, lambda i: data[bounds[i] : bounds[i + 1]], strings, lang)
             self._index(data, pos, stop, keys, lambda i: data[bounds[i] : bounds[i + 1]],
                         strings)  # fmt: skip
             self.rows.load_packed(keys, data, bounds, self.level)
             return
         body = data[pos:stop]
-        keys, items = _rows_of(body)
-        self._find_header(keys, items, strings, lang)
+        keys, items = rows_of(body)
+        self._find_header(keys, items.__getitem__, strings, lang)
         self._index(body, 0, len(body), keys, items.__getitem__, strings)
         self.rows.load(keys, items)
 
-    def _find_header(
-        self, keys: list[int], items: list[bytes], strings: Strings, lang: str | None
-    ) -> None:
-        """FileBook's rule: the first row (of the first 10) with a Call ID header."""
-        top: list[tuple[int, int, str, object]] = []
-        for n, row in zip(keys, items, strict=True):
-            if n > HEADER_SCAN_ROWS:
-                break
-            for m in _CELL.finditer(row):
-                ctype = _TYPE_ATTR.search(m.group(2))
-                kind, value = _cell_value(ctype.group(1) if ctype else b"", m.group(3))
+    def _find_header(self, keys: list[int], row_at: Callable[[int], bytes], strings: Strings,
+                     lang: str | None) -> None:  # fmt: skip
+        """The header row by the one rule (``xlsx.header.find_header``), from the first
+        rows that have a value (``row_at(i)``: the i-th row's XML); the sheet's language is
+        the one most headers are in (a tie: ``lang``, else the user's)."""
+        top: list[tuple[int, list[tuple[int, str, object]]]] = []
+        for i, n in enumerate(keys):
+            cells = []
+            for m in CELL.finditer(row_at(i)):
+                ctype = TYPE_ATTR.search(m.group(2))
+                kind, value = cell_value(ctype.group(1) if ctype else b"", m.group(3))
                 if value is not None:
-                    top.append((n, column_index_from_string(m.group(1).decode()), kind, value))
-        looked = strings({v for _n, _c, k, v in top if k == "s"})  # type: ignore[misc]
-        cells = [(n, c, looked.get(v, "") if k == "s" else v)  # type: ignore[call-overload]
-                 for n, c, k, v in top]  # fmt: skip
-        wanted = {}
-        for col in CALLS.columns:
-            wanted[_norm(col.en)] = (col.key, "en")
-            wanted[_norm(col.ru)] = (col.key, "ru")
-        id_names = {_norm(n) for n in CALLS.column("call_id").names}
-        header = next((n for n, _c, v in cells if isinstance(v, str) and _norm(v) in id_names),
-                      None)  # fmt: skip
-        if header is None:
-            raise MissingColumns(self.title, [c for c in CALLS.columns if c.required])
-        langs = {"en": 0, "ru": 0}
-        for n, c, v in cells:
-            if n != header:
-                continue
-            self.width = max(self.width, c)
-            hit = wanted.get(_norm(v)) if isinstance(v, str) else None
-            if hit is not None and hit[0] not in self.cols:
-                self.cols[hit[0]] = c
-                langs[hit[1]] += 1
-        missing = [c for c in CALLS.columns if c.required and c.key not in self.cols]
-        if missing:
-            raise MissingColumns(self.title, missing)
-        if langs["ru"] != langs["en"]:
-            self.lang = "ru" if langs["ru"] > langs["en"] else "en"
-        else:
-            self.lang = lang or current_lang()
+                    cells.append((column_index_from_string(m.group(1).decode()), kind, value))
+            if cells:
+                top.append((n, cells))
+                if len(top) == HEADER_SCAN_ROWS:
+                    break
+        looked = strings({v for _n, cells in top for _c, k, v in cells if k == "s"})  # type: ignore[misc]
+        rows = [(n, {c: looked.get(v, "") if k == "s" else v for c, k, v in cells})  # type: ignore[call-overload]
+                for n, cells in top]  # fmt: skip
+        try:
+            header, self.cols, found = find_header(rows, CALLS.header_names, CALLS.required)
+        except HeaderNotFound as exc:
+            raise MissingColumns(self.title, [CALLS.column(k) for k in exc.missing]) from None
+        self.width = max(c for n, cells in rows if n == header for c in cells)
+        self.lang = found or lang or current_lang()
         self.header_row = header
-        self.header_end = self._merged_below(header)
-
-    def _merged_below(self, header: int) -> int:
-        """The last row of the header block: a header cell merged down over two rows
-        (a common two-line header) makes both rows the header's, never a call's."""
-        end = header
-        found = re.search(rb"<mergeCells\b.*?</mergeCells>", self.tail_pre.data, re.S)
-        for m in _REF_ATTR.finditer(found.group(0) if found else b""):
-            try:
-                _c1, top, _c2, bottom = range_boundaries(m.group(2).decode())
-            except (TypeError, ValueError):
-                continue
-            if top is not None and bottom is not None and top <= header <= bottom:
-                end = max(end, bottom)
-        return end
+        self.header_end = merged_below(self.tail_pre.data, header)
 
     def _index(self, data: bytes, pos: int, end: int, keys: list[int],
                row_at: Callable[[int], bytes], strings: Strings) -> None:  # fmt: skip
@@ -603,7 +365,7 @@ class CallsPatch:
         for i in range(len(keys) - 1, -1, -1):
             if keys[i] <= self.header_end:
                 break
-            if _HAS_VALUE.search(row_at(i)):
+            if HAS_VALUE.search(row_at(i)):
                 last = keys[i]  # anything the user wrote below counts: never overwrite it
                 break
         letters = get_column_letter(self.cols["call_id"]).encode()
@@ -613,8 +375,8 @@ class CallsPatch:
             n = int(n_raw)
             if n <= self.header_end or not inner:
                 continue
-            ctype = _TYPE_ATTR.search(cattrs)
-            kind, value = _cell_value(ctype.group(1) if ctype else b"", inner)
+            ctype = TYPE_ATTR.search(cattrs)
+            kind, value = cell_value(ctype.group(1) if ctype else b"", inner)
             if value is not None and kind != "f":
                 ids.append((n, kind, value))
         looked = strings({v for _n, k, v in ids if k == "s"})  # type: ignore[misc]
@@ -623,81 +385,6 @@ class CallsPatch:
             if key:
                 self.index.setdefault(key, n)
         self.last_row = last
-
-    def _split_tail(self, tail: bytes) -> None:
-        """</sheetData>… → before <hyperlinks>, the links, after them."""
-        links_at = None
-        insert_at = None
-        # <hyperlinks> only ever sits at the top level (extensions are prefixed): found
-        # directly, so its 100 k children are not walked tag by tag
-        found = re.search(rb"<hyperlinks\b[^>]*?(/?)>", tail)
-        if found is not None:
-            close = tail.find(b"</hyperlinks>", found.end())
-            if found.group(1):
-                links_at = (found.start(), found.end(), b"")
-            elif close >= 0:
-                end = close + len(b"</hyperlinks>")
-                links_at = (found.start(), end, tail[found.end() : close])
-            else:
-                raise Unsupported("no </hyperlinks>")
-        else:
-            for name, start, _end in _top_level(tail, len(b"</sheetData>"), len(tail)):
-                if name in _AFTER_HYPERLINKS:
-                    insert_at = start
-                    break
-        if links_at is not None:
-            start, end, inner = links_at
-            items = _split_links(inner)
-            keys: list[object] = []
-            seen: set[str] = set()
-            for item in items:
-                m = _REF_ATTR.search(item, 0, item.index(b">"))
-                ref = unescape(m.group(2)) if m else ""
-                keys.append(ref if ref and ref not in seen else None)
-                seen.add(ref)
-            self.links.load(keys, items)
-            self.tail_pre.data, self.tail_post.data = tail[:start], tail[end:]
-        else:
-            if insert_at is None:
-                insert_at = tail.rfind(b"</worksheet>")
-                if insert_at < 0:
-                    raise Unsupported("no </worksheet>")
-            self.tail_pre.data, self.tail_post.data = tail[:insert_at], tail[insert_at:]
-
-    def _parse_rels(self, data: bytes | None) -> None:
-        self.rels = Blocks(_split_rels, ordered=False, segment=self.segment)
-        if data is None:
-            self.rels_new = True
-            self.rels_head.data = (
-                b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-                b'<Relationships xmlns="%s">' % PKG_REL_NS.encode()
-            )
-            self.rels_tail.data = b"</Relationships>"
-            return
-        root = re.search(rb"<Relationships\b[^>]*?(/?)>", data)
-        if root is None or PKG_REL_NS.encode() not in root.group(0):
-            raise Unsupported(f"{self.rels_part}: unexpected XML")
-        if root.group(1):  # <Relationships …/>
-            self.rels_head.data = data[: root.end() - 2] + b">"
-            self.rels_tail.data = b"</Relationships>" + data[root.end() :]
-            return
-        stop = data.rfind(b"</Relationships>")
-        if stop < 0:
-            raise Unsupported(f"{self.rels_part}: unexpected XML")
-        self.rels_head.data, self.rels_tail.data = data[: root.end()], data[stop:]
-        items = _split_rels(data[root.end() : stop])
-        keys: list[object] = []
-        for item in items:
-            m = _ID_ATTR.search(item)
-            rid = unescape(m.group(1)) if m else ""
-            keys.append(rid or None)
-            if rid.startswith("rId") and rid[3:].isdigit():
-                self._rid = max(self._rid, int(rid[3:]))
-            if _TYPE_TABLE.search(item):
-                found = attrs(item)
-                if found.get("TargetMode") != "External":
-                    self.table_parts.append(resolve_target(self.rels_part, found.get("Target", "")))
-        self.rels.load(keys, items)
 
     # ------------------------------------------------------------------ writing rows
 
@@ -716,25 +403,27 @@ class CallsPatch:
             if new:
                 self.index[key] = r
         if grew:
-            self._extend_ranges()
+            width = max(self.width, *self.cols.values())
+            extend_ranges(self.tables, self.head, self.tail_pre, self.header_row,
+                          self.cols["call_id"], width, self.last_row)  # fmt: skip
 
     def _write_row(self, r: int, row: CallRow, new: bool) -> None:
         assert self.styles is not None
         existing = self.rows.get(r)
         if existing is not None:
-            start, cell_list, other = _row_cells(existing)
-            start = _SPANS.sub(b"", start)  # a hint only: dropped rather than left wrong
+            start, cell_list, other = row_cells(existing)
+            start = SPANS.sub(b"", start)  # a hint only: dropped rather than left wrong
         else:
             start, cell_list, other = b'<row r="%d">' % r, [], b""
         cells = dict(cell_list)
         if new and r - 1 > self.header_end:  # a new row looks like the one above it
             above = self.rows.get(r - 1)
             if above is not None:
-                for col, cell in _row_cells(above)[1]:
-                    style = _cell_style(cell)
+                for col, cell in row_cells(above)[1]:
+                    style = cell_style(cell)
                     if col <= self.width and style:
                         mine = cells.get(col)
-                        cells[col] = _restyle(mine, style) if mine is not None else (
+                        cells[col] = restyle(mine, style) if mine is not None else (
                             b'<c r="%s%d" s="%d"/>' % (get_column_letter(col).encode(), r,
                                                         style))  # fmt: skip
         for col in CALLS.columns:
@@ -745,7 +434,7 @@ class CallsPatch:
             old = cells.get(idx)
             if old is not None and re.search(rb"<f\b", old):
                 raise FormulaInOurCell(ref)
-            style = _cell_style(old) if old is not None else 0
+            style = cell_style(old) if old is not None else 0
             cell = self._cell(col, getattr(row, col.key), style, ref)
             if cell.kind == "t":
                 text = esc_text(cell.value)
@@ -763,48 +452,39 @@ class CallsPatch:
         out = [start, *(cells[c] for c in sorted(cells)), other, b"</row>"]
         self.rows.set(r, b"".join(out))
 
-    def _cell(self, col: Column, value: object, style: int, ref: str) -> _Cell:
+    def _cell(self, col: Column, value: object, style: int, ref: str) -> CellValue:
         """The value and format of one of our cells: FileBook's ``_write_row`` rules."""
         styles = self.styles
         assert styles is not None
         if col.key in ("direction", "status"):
-            return self._text(word(value, self.lang) if value in WORDS else str(value or ""),
+            return self.text_cell(word(value, self.lang) if value in WORDS else str(value or ""),
                               style)  # type: ignore[arg-type]  # fmt: skip
         if col.kind == "bool":
-            return self._text(word("yes", self.lang) if value else "", style)
+            return self.text_cell(word("yes", self.lang) if value else "", style)
         if col.kind == "datetime":
             if value is None:
-                return _Cell("", style=style)
+                return CellValue("", style=style)
             assert isinstance(value, datetime)
             if value.tzinfo is not None:  # Excel has no zones: local wall time
                 value = value.astimezone().replace(tzinfo=None)
             serial = to_excel(value, self.epoch)
-            return _Cell("n", repr(float(serial)) if isinstance(serial, float) else str(serial),
+            return CellValue("n", repr(float(serial)) if isinstance(serial, float) else str(serial),
                          styles.derive(style, date=True))  # fmt: skip
         if col.kind == "int":
             if value is None:
-                return _Cell("", style=style)
-            return _Cell("n", str(int(value)), style)  # type: ignore[call-overload]
+                return CellValue("", style=style)
+            return CellValue("n", str(int(value)), style)  # type: ignore[call-overload]
         if col.kind == "url":
             return self._recording(str(value or ""), style, ref)
         if col.kind in TEXT_KINDS or col.key in ID_KEYS:
-            return self._text(str(value or ""), styles.derive(style, text_format=True))
-        return self._text(str(value or ""), style)
+            return self.text_cell(str(value or ""), styles.derive(style, text_format=True))
+        return self.text_cell(str(value or ""), style)
 
-    def _text(self, value: str, style: int) -> _Cell:
-        """``set_text``: a string, never a formula; the quote prefix when Excel would
-        evaluate it. An empty text clears the value and leaves the format."""
-        assert self.styles is not None
-        text = safe_text(value or "")
-        if not text:
-            return _Cell("", style=style)
-        return _Cell("t", text, self.styles.derive(style, quote=text.startswith(FORMULA_START)))
-
-    def _recording(self, url: str, style: int, ref: str) -> _Cell:
+    def _recording(self, url: str, style: int, ref: str) -> CellValue:
         assert self.styles is not None and self.rels is not None
-        cell = self._text(url, style)
+        cell = self.text_cell(url, style)
         old_link = self.links.get(ref)
-        old_target = self._link_target(old_link) if old_link is not None else None
+        old_target = self.link_target(old_link) if old_link is not None else None
         # Past Excel's limit of links on a sheet a new recording stays plain text (said
         # once in the log): a file with more links is one Excel must "repair".
         room = old_link is not None or len(self.links) < MAX_SHEET_LINKS
@@ -820,100 +500,13 @@ class CallsPatch:
             ))  # fmt: skip
         if is_web_link(url) and room:
             if old_link is None or old_target != url:
-                self._set_link(ref, url, old_link)
+                self.set_link(ref, url, old_link)
                 cell.style = self.styles.derive(cell.style, link=True)
         else:
             if old_link is not None:
-                self._drop_link(ref, old_link)
+                self.drop_link(ref, old_link)
             cell.style = self.styles.derive(cell.style, link=False)
         return cell
-
-    def _link_rid(self, link: bytes) -> str | None:
-        found = attrs(link[: link.index(b">") + 1])
-        return next((v for k, v in found.items() if k.endswith(":id")), None)
-
-    def _link_target(self, link: bytes) -> str | None:
-        assert self.rels is not None
-        rid = self._link_rid(link)
-        rel = self.rels.get(rid) if rid else None
-        return attrs(rel).get("Target") if rel is not None else None
-
-    def _set_link(self, ref: str, url: str, old_link: bytes | None) -> None:
-        assert self.rels is not None
-        rid = self._link_rid(old_link) if old_link is not None else None
-        if rid is None or rid not in self.rels:
-            self._rid += 1
-            while f"rId{self._rid}" in self.rels:
-                self._rid += 1
-            rid = f"rId{self._rid}"
-        self.rels.set(rid, (
-            f'<Relationship Id="{rid}" Type="{HYPERLINK_TYPE}" Target="{esc_attr(url)}" '
-            'TargetMode="External"/>').encode())  # fmt: skip
-        if self.rel_prefix:
-            link = f'<hyperlink ref="{ref}" {self.rel_prefix}:id="{rid}"/>'
-        else:
-            link = f'<hyperlink xmlns:r="{REL_NS}" ref="{ref}" r:id="{rid}"/>'
-        self.links.set(ref, link.encode())
-
-    def _drop_link(self, ref: str, old_link: bytes) -> None:
-        assert self.rels is not None
-        rid = self._link_rid(old_link)
-        self.links.remove(ref)
-        rel = self.rels.get(rid) if rid is not None else None
-        # Excel and openpyxl give every hyperlink a relationship of its own
-        if rel is not None and attrs(rel).get("Type") == HYPERLINK_TYPE:
-            self.rels.remove(rid)
-
-    def _extend_ranges(self) -> None:
-        """Grow the sheet's Excel tables, its filter and its dimension over new rows."""
-        last = self.last_row
-        id_col = self.cols["call_id"]
-        for table in self.tables:
-            root = table.root
-            try:
-                min_col, min_row, max_col, max_row = range_boundaries(root.get("ref") or "")
-            except (TypeError, ValueError):
-                continue
-            if min_row != self.header_row or not (min_col <= id_col <= max_col):
-                continue
-            if int(root.get("totalsRowCount") or 0):
-                log.warning("table %s has a totals row: not extended", root.get("displayName"))
-                continue
-            if last > max_row:
-                ref = f"{get_column_letter(min_col)}{min_row}:{get_column_letter(max_col)}{last}"
-                root.set("ref", ref)
-                auto = root.find(SML + "autoFilter")
-                if auto is not None:
-                    auto.set("ref", ref)  # must match the table, or Excel "repairs" it
-                table.dirty = True
-        pre = self.tail_pre.data
-        for name, start, _end in _top_level(pre, len(b"</sheetData>"), len(pre)):
-            if name != "autoFilter":
-                continue
-            tag_end = pre.index(b">", start) + 1
-            m = _REF_ATTR.search(pre, start, tag_end)
-            if m is None:
-                break
-            try:
-                min_col, min_row, max_col, max_row = range_boundaries(m.group(2).decode())
-            except (TypeError, ValueError):
-                break
-            if min_row == self.header_row and last > max_row:
-                ref = f"{get_column_letter(min_col)}{min_row}:{get_column_letter(max_col)}{last}"
-                self.tail_pre.data = pre[: m.start(2)] + ref.encode() + pre[m.end(2) :]
-            break
-        head = self.head.data
-        dim = _DIMENSION.search(head)
-        if dim is not None:
-            try:
-                min_col, min_row, max_col, max_row = range_boundaries(dim.group(2).decode())
-            except (TypeError, ValueError):
-                return
-            max_col = max(max_col or 1, self.width, max(self.cols.values()))
-            max_row = max(max_row or 1, last)
-            first = f"{get_column_letter(min_col or 1)}{min_row or 1}"
-            ref = f"{first}:{get_column_letter(max_col)}{max_row}"
-            self.head.data = head[: dim.start(2)] + ref.encode() + head[dim.end(2) :]
 
     def prime(self) -> None:
         """Deflate every segment now (once, at load) and keep them compressed only: the
@@ -1000,13 +593,6 @@ class CallsPatch:
             self.rels.cool()
 
 
-def _has_values(sheet_xml: bytes) -> bool:
-    """Does the worksheet hold any value (a header at least)?"""
-    start = sheet_xml.find(b"<sheetData")
-    stop = sheet_xml.find(b"</sheetData>", start)
-    return start >= 0 and stop >= 0 and _HAS_VALUE.search(sheet_xml, start, stop) is not None
-
-
 def _book_lang(package: Package, default: str | None) -> str:
     """The language of a new sheet of ours: the one the book's other sheets speak."""
     from pz_excel.crm.schema import CONTACTS, MANAGERS, SETTINGS
@@ -1024,46 +610,15 @@ def _s(style: int) -> str:
     return f' s="{style}"' if style else ""
 
 
-def _shared_strings(zf: zipfile.ZipFile, pkg: _Package, part: str | None,
+def _shared_strings(zf: zipfile.ZipFile, pkg: _Package, part: str | None, book: str,
                     wanted: set[int]) -> dict[int, str]:  # fmt: skip
-    """Only the shared strings we need, streamed (a big book's table has millions)."""
-    if not wanted or part is None:
-        return {}
-    name = pkg.by_name.get(part.lower())
+    """Only the shared strings we need (``xlsx.reader.shared_strings`` stops after the
+    last of them: a big book's table has millions)."""
+    name = pkg.by_name.get(part.lower()) if wanted and part is not None else None
     if name is None:
         return {}
-    info = zf.getinfo(name)
-    if info.file_size > MAX_PART:
-        raise Unsupported("shared strings too large")
-    found: dict[int, str] = {}
-    top = max(wanted)
-    index = 0
-    rest = b""
-    started = False
-    with zf.open(info) as stream:
-        while index <= top:
-            block = stream.read(CHUNK)
-            data = rest + block
-            if not started:
-                root = re.search(rb"<([\w.-]+:)?sst\b[^>]*>", data)
-                if root is None:
-                    if not block:
-                        break
-                    rest = data
-                    continue
-                if root.group(1):
-                    raise Unsupported("shared strings with a namespace prefix")
-                data = data[root.end() :]
-                started = True
-            if b"<si/>" in data:
-                raise Unsupported("empty shared-string items")
-            parts = data.split(b"</si>")
-            rest = parts.pop()
-            for i, chunk in enumerate(parts, start=index):
-                if i in wanted:
-                    at = chunk.find(b"<si")
-                    found[i] = rich_text(chunk[chunk.index(b">", at) + 1 :])
-            index += len(parts)
-            if not block:
-                break
-    return found
+    try:
+        table = shared_strings(zf, zf.getinfo(name), book, wanted)
+    except UserError as exc:  # a table we cannot read: FileBook leaves the book alone
+        raise Unsupported(f"shared strings: {exc.text.en}") from None
+    return {i: table[i] for i in wanted if i < len(table)}

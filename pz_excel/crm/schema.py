@@ -7,8 +7,10 @@ reorder columns, add their own and keep their formatting.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from datetime import time as dtime
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,17 @@ class Sheet:
     @property
     def names(self) -> tuple[str, str]:
         return (self.en, self.ru)
+
+    @property
+    def header_names(self) -> dict[str, tuple[str, str]]:
+        """Column key → (English, Russian) header: what ``xlsx.header.find_header`` looks
+        for."""
+        return {col.key: col.names for col in self.columns}
+
+    @property
+    def required(self) -> list[str]:
+        """The keys of the columns a header row must hold."""
+        return [col.key for col in self.columns if col.required]
 
     def column(self, key: str) -> Column:
         for col in self.columns:
@@ -127,27 +140,36 @@ WORDS: dict[str, tuple[str, str]] = {
 }
 
 
+_XESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")  # OOXML escape of a control character
+
+
 def cell_text(value: object) -> str:
-    """A cell as text: Excel hands back an ID or a phone typed as a number as ``1234.0``."""
+    """A cell's value as the text a user sees in Excel; the one rule for every reader.
+
+    Trimmed; a whole float without its ``.0`` (an ID or a phone typed as a number comes
+    back as ``1234.0``); a boolean as Excel shows it, ``TRUE`` / ``FALSE``; a date or time
+    in ISO form; an OOXML escape (``_x000D_``, how a file stores a control character)
+    decoded; ``None`` → ``""``.
+    """
     if value is None:
         return ""
+    if type(value) is str:
+        text = value.strip()
+        if "_x" in text:
+            text = _XESCAPE.sub(lambda m: chr(int(m[1], 16)), text).strip()
+        return text
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, (datetime, date, dtime)):
+        return value.isoformat()
     return str(value).strip()
 
 
 def word(key: str, lang: str) -> str:
     en, ru = WORDS[key]
     return ru if lang == "ru" else en
-
-
-def word_key(text: str) -> str | None:
-    """Shown word (either language) → internal key; ``None`` if not ours."""
-    text = (text or "").strip().lower()
-    for key, (en, ru) in WORDS.items():
-        if text and text in (en, ru):
-            return key
-    return None
 
 
 @dataclass

@@ -4,15 +4,10 @@ rich-text reading, without building trees for big parts."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from lxml import etree
 
 from pz_excel.xlsx.zipio import Unsupported
-
-if TYPE_CHECKING:
-    pass
-
 
 MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -64,19 +59,25 @@ def esc_attr(text: str) -> str:
     return text.translate(_ESC_ATTR)
 
 
-_T_TEXT = re.compile(rb"<t(?:\s[^>]*)?>(.*?)</t>|<t(?:\s[^>]*)?/>", re.S)
-_PHONETIC = re.compile(rb"<rPh\b.*?</rPh>", re.S)
+# A namespace prefix (``<x:t>``) is allowed: lxml serialises a prefixed part that way.
+_P = rb"(?:[A-Za-z_][\w.-]*:)?"
+_T_TEXT = re.compile(rb"<" + _P + rb"t(?:\s[^>]*)?(?<!/)>(.*?)</" + _P + rb"t>|<" + _P
+                     + rb"t(?:\s[^>]*)?/>", re.S)  # an empty <t …/> is not an opening tag
+_PHONETIC = re.compile(rb"<(" + _P + rb")rPh\b(?:[^>]*/>|.*?</\1rPh>)", re.S)
 
 
 SIMPLE_T = re.compile(rb"<t(?: xml:space=\"preserve\")?>([^<]*)</t>")
 
 
 def rich_text(inner: bytes) -> str:
-    """The text of an ``<si>`` or ``<is>``: its ``<t>`` runs, phonetic runs left out."""
+    """The text of an ``<si>`` or ``<is>`` (its content, or the whole element): its
+    ``<t>`` runs, plain or in rich-text runs ``<r>``, phonetic runs ``<rPh>`` left out.
+    The one rule for both .xlsx readers (the contacts reader's lxml path serialises the
+    element and comes here)."""
     simple = SIMPLE_T.fullmatch(inner)
     if simple is not None:  # one plain run: what Excel, openpyxl and we write
         return unescape(simple.group(1))
-    if b"<rPh" in inner:
+    if b"rPh" in inner:
         inner = _PHONETIC.sub(b"", inner)
     return "".join(unescape(m.group(1) or b"") for m in _T_TEXT.finditer(inner))
 
