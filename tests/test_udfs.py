@@ -186,7 +186,7 @@ def link():
 def test_cell_text_handles_what_excel_passes():
     assert cell_text(73430112233.0) == "73430112233"  # a number typed into a cell
     assert cell_text(" +7 343 ") == "+7 343"
-    assert cell_text(None) == "" and cell_text(True) == ""
+    assert cell_text(None) == "" and cell_text(True) == "TRUE"  # as Excel shows it
     assert cell_text([None, "", 101.0]) == "101"  # a range: its first non-empty cell
     assert cell_text(12.5) == "12.5"
 

@@ -36,8 +36,8 @@ from pz_excel.xlsx.package import (
     REL_DRAWING,
     new_rels,
     quote_title,
-    rels_part_of,
 )
+from pz_excel.xlsx.rels import rels_part_of
 from pz_excel.xlsx.sheetxml import Grid, serial, worksheet_xml
 
 if TYPE_CHECKING:

@@ -60,10 +60,10 @@ from pz_excel.xlsx.cells import (
 )
 from pz_excel.xlsx.cells import norm as _norm
 from pz_excel.xlsx.header import HeaderNotFound, find_header
-from pz_excel.xlsx.package import Package, rels_part_of
+from pz_excel.xlsx.package import Package
 from pz_excel.xlsx.ranges import TablePart, extend_ranges, merged_below
 from pz_excel.xlsx.reader import shared_strings
-from pz_excel.xlsx.rels import read_rels
+from pz_excel.xlsx.rels import read_rels, rels_part_of
 from pz_excel.xlsx.segments import Blocks, Piece, Strings
 from pz_excel.xlsx.sheetlinks import CellValue, SheetLinks
 from pz_excel.xlsx.sheetrows import (

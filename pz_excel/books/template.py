@@ -21,7 +21,6 @@ from pathlib import Path
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.filters import AutoFilter
 from openpyxl.worksheet.table import Table, TableColumn, TableStyleInfo
@@ -37,6 +36,7 @@ from pz_excel.crm.schema import (
     word,
 )
 from pz_excel.i18n import Text, UserError
+from pz_excel.xlsx.cells import FORMULA_START, safe_text
 
 TABLE_STYLE = "TableStyleMedium2"
 #: Table names are ASCII in both languages, so formulas and macros work in either.
@@ -49,8 +49,6 @@ TABLE_NAMES = {
 DATETIME_FORMATS = {"en": "yyyy-mm-dd hh:mm:ss", "ru": "dd.mm.yyyy hh:mm:ss"}
 TEXT_FORMAT = "@"
 #: Text starting like this would be a formula to Excel; written as text with a quote prefix.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-MAX_CELL_TEXT = 32767
 
 ContactRow = Sequence[object] | Mapping[str, object]
 
@@ -234,7 +232,7 @@ def _sheet(
             if value is not None and col.key in text_columns and not isinstance(value, str):
                 value = _as_text(value)
             if isinstance(value, str):
-                value = ILLEGAL_CHARACTERS_RE.sub("", value)[:MAX_CELL_TEXT]
+                value = safe_text(value)
                 # Text, never a formula. Text-format columns never evaluate; elsewhere the
                 # quote prefix keeps "+7 …" or "=…" text when the cell is edited again.
                 quote = value.startswith(FORMULA_START) and col.key not in text_columns

@@ -23,6 +23,7 @@ from pz_excel.agent.api import ApiClient
 from pz_excel.agent.discovery import AgentUnavailable
 from pz_excel.crm import phones
 from pz_excel.crm.schema import WORDS, word
+from pz_excel.crm.schema import cell_text as schema_cell_text
 from pz_excel.i18n import Text, UserError, current_lang
 
 log = logging.getLogger("pz_excel.udfs")
@@ -142,18 +143,15 @@ def _safe(fn: Callable[..., Value]) -> Callable[..., Value]:
 
 
 def cell_text(value: object) -> str:
-    """A cell's value as text: phone numbers typed as numbers arrive as floats (7.9e10)."""
+    """A cell's value as text (a phone typed as a number arrives as a float, 7.9e10); a
+    range gives its first non-empty cell."""
     if isinstance(value, (list, tuple)):  # a range was passed: its first non-empty cell
         for item in value:
             text = cell_text(item)
             if text:
                 return text
         return ""
-    if value is None or isinstance(value, bool):
-        return ""
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else str(value)
-    return str(value).strip()
+    return schema_cell_text(value)  # one rule for a cell's text: crm/schema.py
 
 
 def _key(number: object) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from pz_excel.xlsx.rels import read_rels, rels_part_of, resolve_target
 from pz_excel.xlsx.xmltext import CT_NS, MAIN_NS, PKG_REL_NS, REL_NS, parse_xml, xml_bytes
 from pz_excel.xlsx.zipio import Unsupported
 
@@ -55,23 +56,9 @@ class SheetEntry:
     index: int
 
 
-def rels_part_of(part: str) -> str:
-    folder, base = posixpath.split(part)
-    return posixpath.join(folder, "_rels", base + ".rels")
-
-
 def quote_title(title: str) -> str:
     """A sheet name as formulas and defined names write it: 'Calls', 'Звонки 2026'."""
     return "'" + title.replace("'", "''") + "'"
-
-
-def resolve_target(rels_part: str, target: str) -> str:
-    """A relationship's target as a part name (relative to the part the rels belong to)."""
-    if target.startswith("/"):
-        return target.lstrip("/")
-    folder = posixpath.dirname(posixpath.dirname(rels_part))  # …/_rels/x.rels → …
-    return posixpath.normpath(posixpath.join(folder, target))
-
 
 
 class Package:
@@ -130,15 +117,8 @@ class Package:
 
     def relationships(self, part: str) -> list[tuple[str, str, str]]:
         """(Id, Type, resolved target) of a part's internal relationships."""
-        rels = rels_part_of(part)
-        data = self.read(rels)
-        if data is None:
-            return []
-        return [
-            (el.get("Id") or "", el.get("Type") or "", resolve_target(rels, el.get("Target") or ""))
-            for el in parse_xml(data, rels).iter(_P + "Relationship")
-            if el.get("TargetMode") != "External"
-        ]
+        return [(rid, kind, target) for rid, kind, target, mode in read_rels(self.read, part)
+                if mode != "External"]
 
     def free_name(self, pattern: str) -> str:
         """The first ``pattern.format(n)`` (n = 1, 2, …) that no member uses."""

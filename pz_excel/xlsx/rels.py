@@ -1,16 +1,29 @@
-"""A part's relationships (``_rels/<part>.rels``): the one reader of them for the package
-reader (``xlsx/reader.py``) and the Calls writer (``books/callspatch.py``)."""
+"""A part's relationships (``_rels/<part>.rels``): the one reader of them, for the package
+reader (``xlsx/reader.py``), the package model (``xlsx/package.py``) and the Calls writer."""
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 
-from pz_excel.xlsx.package import rels_part_of, resolve_target
 from pz_excel.xlsx.xmltext import PKG_REL_NS, parse_xml
 
 #: (Id, type, target, target mode): an internal target resolved to a part name
 #: (``xl/worksheets/sheet1.xml``), an external one (a hyperlink) as written.
 Rel = tuple[str, str, str, str]
+
+
+def rels_part_of(part: str) -> str:
+    folder, base = posixpath.split(part)
+    return posixpath.join(folder, "_rels", base + ".rels")
+
+
+def resolve_target(rels_part: str, target: str) -> str:
+    """A relationship's target as a part name (relative to the part the rels belong to)."""
+    if target.startswith("/"):
+        return target.lstrip("/")
+    folder = posixpath.dirname(posixpath.dirname(rels_part))  # …/_rels/x.rels → …
+    return posixpath.normpath(posixpath.join(folder, target))
 
 
 def read_rels(read: Callable[[str], bytes | None], part: str) -> list[Rel]:

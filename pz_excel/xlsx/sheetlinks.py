@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from pz_excel.xlsx.cells import FORMULA_START, safe_text
-from pz_excel.xlsx.package import resolve_target
+from pz_excel.xlsx.rels import resolve_target
 from pz_excel.xlsx.segments import Blocks, Piece
 from pz_excel.xlsx.sheetrows import (
     AFTER_HYPERLINKS,
