@@ -626,9 +626,9 @@ def test_records_are_invisible_to_the_cyclic_collector(tmp_path):
 def test_separator_inside_a_cell_does_not_split_the_record(tmp_path):
     # "_x001F_" is how OOXML escapes U+001F, the character records are joined with.
     rows = [["Name", "Phone", "Owner", "Company"],
-            ["A_x001F_B", "79120000011", "101", "C_x001F_D"]]  # fmt: skip
+            ["A_x001F_B", "79120000011", "101", "C_x001F_D"]]
     path = write_book(tmp_path / "sep.xlsx", {"Contacts": rows, "Managers": [
-        ["Owner", "Extension"], *MANAGERS]})  # fmt: skip
+        ["Owner", "Extension"], *MANAGERS]})
     contact = load_index(path).lookup("79120000011")
     assert contact is not None
     assert (contact.phone, contact.owner) == ("79120000011", "101")

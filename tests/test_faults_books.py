@@ -176,7 +176,7 @@ def test_absurd_values_are_stored_and_bounded(tmp_path):
     with Journal(tmp_path / "j.sqlite") as j:
         from pz_excel.agent.calllog import CallMapper
 
-        mapper = CallMapper(lookup=lambda _n: None, lang="en")
+        mapper = CallMapper(lookup=lambda _n: None)
         for attrs in (
             {"type": "4", "callID": "c1", "from": "101", "to": "73430112233",
              "duration": str(2**64), "start": "253402300799"},  # year 9999
@@ -274,7 +274,7 @@ def test_a_reused_call_id_keeps_both_calls(tmp_path):
 
     from pz_excel.agent.calllog import CallMapper, is_new_call
 
-    mapper = CallMapper(lookup=lambda _n: None, lang="en")
+    mapper = CallMapper(lookup=lambda _n: None)
     two_days_ago = int(_time.time()) - 2 * 86400
     with Journal(tmp_path / "j.sqlite") as j:
         def feed(etype: int, **attrs: str) -> None:

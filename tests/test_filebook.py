@@ -26,19 +26,19 @@ START = datetime(2024, 3, 1, 10, 0, 0)
 def call(call_id: str, **kw) -> CallRow:
     base = dict(direction="incoming", status="completed", client_phone="73430112233",
                 contact="Ivan Petrov", owner="Anna", extension="101", start=START,
-                end=datetime(2024, 3, 1, 10, 0, 42), duration=42)  # fmt: skip
+                end=datetime(2024, 3, 1, 10, 0, 42), duration=42)
     base.update(kw)
     return CallRow(call_id, **base)
 
 
 def make_book(path: Path, lang: str = "en", calls_columns: list[str] | None = None,
-              extra: str | None = None, table: bool = False) -> Path:  # fmt: skip
+              extra: str | None = None, table: bool = False) -> Path:
     """A CRM workbook: Contacts sheet, and a Calls sheet with the given header order."""
     wb = Workbook()
     contacts = wb.active
     contacts.title = "Контакты" if lang == "ru" else "Contacts"
     contacts.append(["Имя", "Телефон", "Ответственный"] if lang == "ru"
-                    else ["Name", "Phone", "Owner"])  # fmt: skip
+                    else ["Name", "Phone", "Owner"])
     if calls_columns is not None:
         ws = wb.create_sheet("Звонки" if lang == "ru" else "Calls")
         headers = list(calls_columns) + ([extra] if extra else [])
@@ -82,7 +82,7 @@ def test_upsert_in_place_never_duplicates_also_across_reopen(tmp_path):
     path = make_book(tmp_path / "crm.xlsx", calls_columns=headers("en"))
     book = FileBook(path)
     assert book.write_calls([call("1", status="ringing", end=None, duration=None),
-                             call("2")]) == 2  # fmt: skip
+                             call("2")]) == 2
     assert book.write_calls([]) == 0
     book.close()
     again = FileBook(path)
@@ -123,7 +123,7 @@ def test_headers_in_either_language_shuffled_with_a_user_column(tmp_path, lang):
     book = FileBook(path)
     assert book.lang_of_sheet == lang
     book.write_calls([call("1", status="missed", duration=0, late=True),
-                      call("2", direction="outgoing")])  # fmt: skip
+                      call("2", direction="outgoing")])
     head, rows = sheet_rows(path)
     assert head == [*shuffled, extra]  # order and the user's column kept
     word = {"en": ("incoming", "missed", "yes"), "ru": ("входящий", "пропущен", "да")}[lang]
@@ -200,7 +200,7 @@ EVIL = ['=HYPERLINK("http://x","y")', "+7 343 011-22-33", "@SUM(A1:A9)", "-1+2",
 def test_formula_looking_values_stay_text(tmp_path):
     path = make_book(tmp_path / "crm.xlsx", calls_columns=headers("en"))
     rows = [call(str(i), client_phone=v, contact=v, owner=v, line=v, recording=v)
-            for i, v in enumerate(EVIL)]  # fmt: skip
+            for i, v in enumerate(EVIL)]
     FileBook(path).write_calls(rows)
     _, back = sheet_rows(path)
     for i, value in enumerate(EVIL):
@@ -227,7 +227,7 @@ def test_http_recording_is_a_link_other_schemes_are_text(tmp_path):
     book = FileBook(path)
     book.write_calls([call("1", recording="https://rec.example/1.mp3?a=1&b=2"),
                       call("2", recording="ftp://rec.example/2.mp3"),
-                      call("3", recording="javascript:alert(1)")])  # fmt: skip
+                      call("3", recording="javascript:alert(1)")])
     _, rows = sheet_rows(path)
     one = rows["1"]["Recording"]
     assert one.hyperlink.target == "https://rec.example/1.mp3?a=1&b=2"
@@ -252,7 +252,7 @@ def test_locked_book_keeps_rows_in_the_journal_until_unlocked(tmp_path, lock_nam
     path = make_book(tmp_path / "crm.xlsx", calls_columns=headers("en"))
     lock = tmp_path / lock_name
     lock.write_text(",Anna Smirnova,pc-7,01.03.2024 10:00,file:///x;" if app == "LibreOffice"
-                    else "\x04Anna")  # fmt: skip
+                    else "\x04Anna")
     before = path.read_bytes()
     book = FileBook(path)  # opening is fine: only writing needs the file
     with Journal(tmp_path / "j.sqlite", normalize=lambda s: s) as journal:

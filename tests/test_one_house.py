@@ -29,7 +29,7 @@ def test_header_names_compare_without_case_and_runs_of_spaces():
     rows = [(1, {0: "My calls"}), (3, {2: "  call  id ", 5: "CLIENT   phone", 7: "x"})]
     header, cols, lang = find_header(rows, {"call_id": ("Call ID", "ID звонка"),
                                             "client_phone": ("Client phone", "Телефон клиента")},
-                                     ["call_id"])  # fmt: skip
+                                     ["call_id"])
     assert (header, cols, lang) == (3, {"call_id": 2, "client_phone": 5}, "en")
 
 
@@ -128,14 +128,14 @@ def sst_zip(items: list[str]) -> zipfile.ZipFile:
     data = io.BytesIO()
     with zipfile.ZipFile(data, "w") as zf:
         zf.writestr("xl/sharedStrings.xml", f'<?xml version="1.0" encoding="UTF-8"?>'
-                    f'<sst xmlns="{MAIN}">{"".join(items)}</sst>')  # fmt: skip
+                    f'<sst xmlns="{MAIN}">{"".join(items)}</sst>')
     return zipfile.ZipFile(data)
 
 
 def test_shared_strings_whole_table_or_only_the_wanted_ones():
     items = ["<si><t>a &amp; b</t></si>", "<si><t>two</t></si>", "<si/>",
              "<si><r><t>ri</t></r><r><rPr><b/></rPr><t>ch</t></r><rPh><t>x</t></rPh></si>",
-             "<si><t>last</t></si>"]  # fmt: skip
+             "<si><t>last</t></si>"]
     zf = sst_zip(items)
     info = zf.getinfo("xl/sharedStrings.xml")
     assert shared_strings(zf, info, "b.xlsx") == ["a & b", "two", "", "rich", "last"]

@@ -192,22 +192,17 @@ def _apply_history(row: CallRow, event: Event, *, now: datetime, tz: tzinfo | No
 
 
 class CallMapper:
-    """``apply`` with the agent's context bound: contact lookup, time zone, clock.
-
-    ``lang`` is kept for callers that render rows; rows themselves hold internal keys
-    (``incoming``, ``missed``…) and each workbook backend shows them in its sheet's
-    language (``schema.word``).
-    """
+    """``apply`` with the agent's context bound: contact lookup, time zone, clock. Rows
+    hold internal keys (``incoming``, ``missed``…); each workbook backend shows them in its
+    sheet's language (``schema.word``)."""
 
     def __init__(
         self,
         lookup: Lookup | None = None,
-        lang: str | None = None,
         tz: tzinfo | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.lookup = lookup
-        self.lang = lang
         self.tz = tz
         self.clock = clock
 

@@ -149,7 +149,7 @@ class Agent(ApiHandlers):
         self.journal = Journal(cfg.journal)
         # Contacts first: a bad workbook is a user error before we touch the network.
         self.watcher = ContactsWatcher(cfg.workbook, on_reload=self._on_contacts_reload)
-        self.mapper = CallMapper(lookup=self._lookup_contact, lang=self._lang())
+        self.mapper = CallMapper(lookup=self._lookup_contact)
         self.book = self._open_book()
         self._prepare_book()
         self.client = ConnectorClient(

@@ -64,7 +64,7 @@ from pz_excel.xlsx.package import Package
 from pz_excel.xlsx.ranges import TablePart, extend_ranges, merged_below
 from pz_excel.xlsx.reader import shared_strings
 from pz_excel.xlsx.rels import read_rels, rels_part_of
-from pz_excel.xlsx.segments import Blocks, Piece, Strings
+from pz_excel.xlsx.segments import Blocks, CachedDeflate, Strings
 from pz_excel.xlsx.sheetlinks import CellValue, SheetLinks
 from pz_excel.xlsx.sheetrows import (
     CELL,
@@ -96,9 +96,9 @@ from pz_excel.xlsx.zipio import (
     MAX_PART,
     MAX_SMALL_PART,
     SEGMENT,
+    DeflatedRun,
     Member,
     NewPart,
-    Run,
     Unsupported,
     pack,
     read_layout,
@@ -162,11 +162,11 @@ class CallsPatch(SheetLinks):
         self.rows = Blocks(split_rows, ordered=True, segment=segment)
         self.links = Blocks(split_links, ordered=False, segment=segment)
         self.rels: Blocks | None = None
-        self.head = Piece(b"")
-        self.tail_pre = Piece(b"")  # </sheetData> … up to where <hyperlinks> goes
-        self.tail_post = Piece(b"")  # … from there to the end
-        self.rels_head = Piece(b"")
-        self.rels_tail = Piece(b"")
+        self.head = CachedDeflate(b"")
+        self.tail_pre = CachedDeflate(b"")  # </sheetData> … up to where <hyperlinks> goes
+        self.tail_post = CachedDeflate(b"")  # … from there to the end
+        self.rels_head = CachedDeflate(b"")
+        self.rels_tail = CachedDeflate(b"")
         self.rel_prefix: str | None = None
         self.styles: Styles | None = None
         self.tables: list[TablePart] = []
@@ -195,7 +195,7 @@ class CallsPatch(SheetLinks):
         return book
 
     def _read(self, zf: zipfile.ZipFile, members: list[Member], comment: bytes,
-              lang: str | None) -> None:  # fmt: skip
+              lang: str | None) -> None:
         pkg = _Package(members, comment, {m.name.lower(): m.name for m in members})
         self._pkg = pkg
 
@@ -211,7 +211,7 @@ class CallsPatch(SheetLinks):
         if read("[Content_Types].xml") is None:
             raise Unsupported("no [Content_Types].xml")
         main = next((t for _i, kind, t, _m in read_rels(read, "") if kind.endswith(
-            "/officeDocument")), None)  # fmt: skip
+            "/officeDocument")), None)
         if main is None or read(main) is None:
             raise Unsupported("no workbook part")
         self.package = package = Package(read, set(pkg.by_name), main)
@@ -319,7 +319,7 @@ class CallsPatch(SheetLinks):
             keys, bounds = found
             self._find_header(keys, lambda i: data[bounds[i] : bounds[i + 1]], strings, lang)
             self._index(data, pos, stop, keys, lambda i: data[bounds[i] : bounds[i + 1]],
-                        strings)  # fmt: skip
+                        strings)
             self.rows.load_packed(keys, data, bounds, self.level)
             return
         body = data[pos:stop]
@@ -329,7 +329,7 @@ class CallsPatch(SheetLinks):
         self.rows.load(keys, items)
 
     def _find_header(self, keys: list[int], row_at: Callable[[int], bytes], strings: Strings,
-                     lang: str | None) -> None:  # fmt: skip
+                     lang: str | None) -> None:
         """The header row by the one rule (``xlsx.header.find_header``), from the first
         rows that have a value (``row_at(i)``: the i-th row's XML); the sheet's language is
         the one most headers are in (a tie: ``lang``, else the user's)."""
@@ -347,7 +347,7 @@ class CallsPatch(SheetLinks):
                     break
         looked = strings({v for _n, cells in top for _c, k, v in cells if k == "s"})  # type: ignore[misc]
         rows = [(n, {c: looked.get(v, "") if k == "s" else v for c, k, v in cells})  # type: ignore[call-overload]
-                for n, cells in top]  # fmt: skip
+                for n, cells in top]
         try:
             header, self.cols, found = find_header(rows, CALLS.header_names, CALLS.required)
         except HeaderNotFound as exc:
@@ -358,7 +358,7 @@ class CallsPatch(SheetLinks):
         self.header_end = merged_below(self.tail_pre.data, header)
 
     def _index(self, data: bytes, pos: int, end: int, keys: list[int],
-               row_at: Callable[[int], bytes], strings: Strings) -> None:  # fmt: skip
+               row_at: Callable[[int], bytes], strings: Strings) -> None:
         """Call ID → row (the first row wins over a copy) and the last used row, from the
         rows in ``data[pos:end]`` (``row_at(i)``: the i-th row's XML)."""
         last = self.header_end
@@ -405,7 +405,7 @@ class CallsPatch(SheetLinks):
         if grew:
             width = max(self.width, *self.cols.values())
             extend_ranges(self.tables, self.head, self.tail_pre, self.header_row,
-                          self.cols["call_id"], width, self.last_row)  # fmt: skip
+                          self.cols["call_id"], width, self.last_row)
 
     def _write_row(self, r: int, row: CallRow, new: bool) -> None:
         assert self.styles is not None
@@ -425,7 +425,7 @@ class CallsPatch(SheetLinks):
                         mine = cells.get(col)
                         cells[col] = restyle(mine, style) if mine is not None else (
                             b'<c r="%s%d" s="%d"/>' % (get_column_letter(col).encode(), r,
-                                                        style))  # fmt: skip
+                                                        style))
         for col in CALLS.columns:
             idx = self.cols.get(col.key)
             if idx is None:
@@ -440,7 +440,7 @@ class CallsPatch(SheetLinks):
                 text = esc_text(cell.value)
                 space = ' xml:space="preserve"' if cell.value != cell.value.strip() else ""
                 body = (f'<c r="{ref}"{_s(cell.style)} t="inlineStr"><is><t{space}>{text}</t>'
-                        "</is></c>")  # fmt: skip
+                        "</is></c>")
             elif cell.kind == "n":
                 body = f'<c r="{ref}"{_s(cell.style)}><v>{cell.value}</v></c>'
             elif cell.style:
@@ -458,7 +458,7 @@ class CallsPatch(SheetLinks):
         assert styles is not None
         if col.key in ("direction", "status"):
             return self.text_cell(word(value, self.lang) if value in WORDS else str(value or ""),
-                              style)  # type: ignore[arg-type]  # fmt: skip
+                              style)  # type: ignore[arg-type]
         if col.kind == "bool":
             return self.text_cell(word("yes", self.lang) if value else "", style)
         if col.kind == "datetime":
@@ -469,7 +469,7 @@ class CallsPatch(SheetLinks):
                 value = value.astimezone().replace(tzinfo=None)
             serial = to_excel(value, self.epoch)
             return CellValue("n", repr(float(serial)) if isinstance(serial, float) else str(serial),
-                         styles.derive(style, date=True))  # fmt: skip
+                         styles.derive(style, date=True))
         if col.kind == "int":
             if value is None:
                 return CellValue("", style=style)
@@ -497,7 +497,7 @@ class CallsPatch(SheetLinks):
                 f"на листе звонков {MAX_SHEET_LINKS} ссылок на записи — больше Excel на одном "
                 "листе не хранит: новые записи пишутся простым текстом. Переименуйте лист "
                 "(например, «Звонки 2026»), и начнётся новый лист звонков со ссылками",
-            ))  # fmt: skip
+            ))
         if is_web_link(url) and room:
             if old_link is None or old_target != url:
                 self.set_link(ref, url, old_link)
@@ -529,12 +529,12 @@ class CallsPatch(SheetLinks):
         assert self.package is not None
         fresh: dict[str, NewPart] = {}
         level = self.level
-        sheet = [Run.of(self.head.packed(level)), self.rows.run(level),
-                 Run.of(self.tail_pre.packed(level))]  # fmt: skip
+        sheet = [DeflatedRun.of(self.head.packed(level)), self.rows.run(level),
+                 DeflatedRun.of(self.tail_pre.packed(level))]
         if len(self.links):
-            sheet += [Run.of(pack(b"<hyperlinks>", level)), self.links.run(level),
-                      Run.of(pack(b"</hyperlinks>", level))]  # fmt: skip
-        sheet.append(Run.of(self.tail_post.packed(level)))
+            sheet += [DeflatedRun.of(pack(b"<hyperlinks>", level)), self.links.run(level),
+                      DeflatedRun.of(pack(b"</hyperlinks>", level))]
+        sheet.append(DeflatedRun.of(self.tail_post.packed(level)))
         fresh[self._stored(self.sheet_part)] = NewPart(self._stored(self.sheet_part), sheet)
         if self.rels.dirty or self.rels_head.dirty or self.rels_tail.dirty:
             if self.rels_new and not len(self.rels):
@@ -543,19 +543,19 @@ class CallsPatch(SheetLinks):
                 if self.rels_new:
                     self.package.ensure_rels_default()
                 name = self._stored(self.rels_part)
-                fresh[name] = NewPart(name, [Run.of(self.rels_head.packed(level)),
+                fresh[name] = NewPart(name, [DeflatedRun.of(self.rels_head.packed(level)),
                                              self.rels.run(level),
-                                             Run.of(self.rels_tail.packed(level))])  # fmt: skip
+                                             DeflatedRun.of(self.rels_tail.packed(level))])
         if self.styles.dirty:
             name = self._stored(self.styles_part)
-            fresh[name] = NewPart(name, [Run.of(pack(self.styles.xml(), level))])
+            fresh[name] = NewPart(name, [DeflatedRun.of(pack(self.styles.xml(), level))])
         for table in self.tables:
             if table.dirty:
                 name = self._stored(table.part)
-                fresh[name] = NewPart(name, [Run.of(pack(xml_bytes(table.root), level))])
+                fresh[name] = NewPart(name, [DeflatedRun.of(pack(xml_bytes(table.root), level))])
         for part, data in self.package.fresh().items():
             name = self._stored(part)
-            fresh[name] = NewPart(name, [Run.of(pack(data, level))])
+            fresh[name] = NewPart(name, [DeflatedRun.of(pack(data, level))])
         removed = {self._stored(p) for p in self.package.removed()}
         with open(self.path, "rb") as src:
             st = os.fstat(src.fileno())
@@ -567,7 +567,7 @@ class CallsPatch(SheetLinks):
                     if src.read(4) != LOCAL_HEADER_SIG:
                         raise ChangedOnDisk
             self._next_layout = write_zip(tmp, src, self._pkg.members, fresh,
-                                          self._pkg.comment, removed)  # fmt: skip
+                                          self._pkg.comment, removed)
 
     def _stored(self, part: str) -> str:
         assert self._pkg is not None
@@ -611,7 +611,7 @@ def _s(style: int) -> str:
 
 
 def _shared_strings(zf: zipfile.ZipFile, pkg: _Package, part: str | None, book: str,
-                    wanted: set[int]) -> dict[int, str]:  # fmt: skip
+                    wanted: set[int]) -> dict[int, str]:
     """Only the shared strings we need (``xlsx.reader.shared_strings`` stops after the
     last of them: a big book's table has millions)."""
     name = pkg.by_name.get(part.lower()) if wanted and part is not None else None

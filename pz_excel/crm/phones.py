@@ -164,6 +164,11 @@ def _national(digits: str, region: str) -> str | None:
         return _international(digits[3:])
     if digits.startswith("00") and len(digits) > 9:  # the European one, also used in RU
         return _international(digits[2:])
+    if len(digits) > 11 and _parse("+" + digits, None) == digits:
+        # Longer than any national number with its trunk prefix: E.164 digits without the
+        # "+", i.e. a key — and keys must normalise to themselves ("+90 …" is Turkey's, not
+        # a Russian number with a 9 in front, as the region's plan would also accept).
+        return digits
     key = _parse(digits, region)
     if key is None and len(digits) >= 11 and _parse("+" + digits, None) == digits:
         key = digits  # E.164 digits without the "+", i.e. a key: keys normalise to themselves

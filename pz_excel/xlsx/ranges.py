@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from lxml import etree
 from openpyxl.utils.cell import get_column_letter, range_boundaries
 
-from pz_excel.xlsx.segments import Piece
+from pz_excel.xlsx.segments import CachedDeflate
 from pz_excel.xlsx.sheetrows import DIMENSION, REF_ATTR, top_level
 from pz_excel.xlsx.xmltext import SML
 
@@ -44,8 +44,8 @@ def merged_below(tail: bytes, header: int) -> int:
     return end
 
 
-def extend_ranges(tables: Sequence[TablePart], head: Piece, tail_pre: Piece, header_row: int,
-                  key_col: int, width: int, last: int) -> None:  # fmt: skip
+def extend_ranges(tables: Sequence[TablePart], head: CachedDeflate, tail_pre: CachedDeflate,
+                  header_row: int, key_col: int, width: int, last: int) -> None:
     """Grow the sheet's Excel tables (those whose header is ``header_row`` and that hold
     column ``key_col``), its filter and its dimension (at least ``width`` columns wide) down
     to row ``last``. ``head``: the sheet XML up to ``<sheetData>``; ``tail_pre``: from

@@ -381,7 +381,7 @@ class Book:
                 (t for _i, kind, t, _m in read_rels(self._small, "")
                  if kind.endswith("/officeDocument")),
                 "xl/workbook.xml",
-            )  # fmt: skip
+            )
             data = self._small(main)
             if data is None:
                 raise UserError(not_xlsx(self.name, "no workbook part"))

@@ -7,7 +7,7 @@ import bisect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from pz_excel.xlsx.zipio import SEGMENT, Packed, Run, crc32_combine, pack, unpack
+from pz_excel.xlsx.zipio import SEGMENT, DeflatedRun, Packed, crc32_combine, pack, unpack
 
 if TYPE_CHECKING:
     pass
@@ -150,13 +150,7 @@ class Blocks:
         for seg in self.segs:
             yield from seg.keys
 
-    def last_key(self) -> object:
-        for seg in reversed(self.segs):
-            if seg.keys:
-                return seg.keys[-1]
-        return None
-
-    def run(self, level: int) -> Run:
+    def run(self, level: int) -> DeflatedRun:
         """All segments, deflated; only changed ones are compressed again, and CRCs are
         combined from the first change on (an append touches the last segment only)."""
         crc, size = self.segs[self._stale_from - 1].upto if self._stale_from else (0, 0)
@@ -170,7 +164,7 @@ class Blocks:
         self._stale_from = len(self.segs)
         if self.segs:
             crc, size = self.segs[-1].upto
-        return Run(crc, size, [seg.packed.data for seg in self.segs if seg.packed])
+        return DeflatedRun(crc, size, [seg.packed.data for seg in self.segs if seg.packed])
 
     def cool(self) -> None:
         """Keep clean segments compressed only; the last one (appends) stays at hand."""
@@ -183,7 +177,7 @@ class Blocks:
         return any(seg.packed is None for seg in self.segs)
 
 
-class Piece:
+class CachedDeflate:
     """A small piece of a part (head, tail) with its deflate cached until it changes."""
 
     __slots__ = ("_data", "_packed")

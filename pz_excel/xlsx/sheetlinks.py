@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from pz_excel.xlsx.cells import FORMULA_START, safe_text
 from pz_excel.xlsx.rels import resolve_target
-from pz_excel.xlsx.segments import Blocks, Piece
+from pz_excel.xlsx.segments import Blocks, CachedDeflate
 from pz_excel.xlsx.sheetrows import (
     AFTER_HYPERLINKS,
     ID_ATTR,
@@ -43,14 +43,14 @@ class SheetLinks:
     styles: Styles | None
     links: Blocks
     rels: Blocks | None
-    rels_head: Piece
-    rels_tail: Piece
+    rels_head: CachedDeflate
+    rels_tail: CachedDeflate
     rel_prefix: str | None
     rels_part: str
     rels_new: bool
     table_parts: list[str]
-    tail_pre: Piece
-    tail_post: Piece
+    tail_pre: CachedDeflate
+    tail_post: CachedDeflate
     _rid: int
 
     def split_tail(self, tail: bytes) -> None:
@@ -157,7 +157,7 @@ class SheetLinks:
             rid = f"rId{self._rid}"
         self.rels.set(rid, (
             f'<Relationship Id="{rid}" Type="{HYPERLINK_TYPE}" Target="{esc_attr(url)}" '
-            'TargetMode="External"/>').encode())  # fmt: skip
+            'TargetMode="External"/>').encode())
         if self.rel_prefix:
             link = f'<hyperlink ref="{ref}" {self.rel_prefix}:id="{rid}"/>'
         else:

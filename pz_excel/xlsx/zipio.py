@@ -109,7 +109,7 @@ def unpack(packed: Packed) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class Run:
+class DeflatedRun:
     """Consecutive pieces, their CRC and length already combined."""
 
     crc: int
@@ -117,7 +117,7 @@ class Run:
     chunks: Sequence[bytes]
 
     @classmethod
-    def of(cls, packed: Packed) -> Run:
+    def of(cls, packed: Packed) -> DeflatedRun:
         return cls(packed.crc, packed.size, (packed.data,))
 
 
@@ -126,7 +126,7 @@ class NewPart:
     """A part to write fresh: its runs of deflated pieces."""
 
     name: str
-    runs: list[Run]
+    runs: list[DeflatedRun]
 
     @property
     def crc(self) -> int:
