@@ -408,7 +408,7 @@ def _contacts_part(path: Path) -> str:
 
 def _edited_copy(src: Path, dst: Path, new_phone: str) -> str:
     """``src`` with the first contact's phone changed, other parts copied raw."""
-    from pz_excel.xlsx.zipio import NewPart, Run, pack, read_layout, write_zip
+    from pz_excel.xlsx.zipio import DeflatedRun, NewPart, pack, read_layout, write_zip
 
     part = _contacts_part(src)
     with zipfile.ZipFile(src) as z:
@@ -419,7 +419,7 @@ def _edited_copy(src: Path, dst: Path, new_phone: str) -> str:
     xml = xml[: cell.start()] + fresh + xml[cell.end() :]
     with open(src, "rb") as fh:
         members, comment = read_layout(fh)
-        write_zip(dst, fh, members, {part: NewPart(part, [Run.of(pack(xml, 6))])}, comment)
+        write_zip(dst, fh, members, {part: NewPart(part, [DeflatedRun.of(pack(xml, 6))])}, comment)
     return part
 
 
