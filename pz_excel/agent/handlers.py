@@ -81,7 +81,7 @@ class ApiHandlers:
             "pending_rows": stats.get("dirty", 0),
             "waiting_to_save": self.inbox.waiting,
             "journal_error": str(self.inbox.status()) if self.inbox.status() else None,
-            "book": getattr(self.book, "kind", "file"),
+            "book": self.book.kind,
             "book_error": str(self.book_error) if self.book_error else None,
         }
 
@@ -215,8 +215,7 @@ class ApiHandlers:
 
     def api_refresh(self, params: dict, body: dict) -> dict:
         assert self.watcher is not None
-        read_live = getattr(self.book, "read_live_contacts", None)
-        live = read_live() if read_live else None
+        live = self.book.read_live_contacts()
         if live is not None:  # open in Excel: take what the user sees, saved or not
             contacts, managers = live
             self.watcher.swap(build_index(contacts, managers or None, source=self.config.workbook))

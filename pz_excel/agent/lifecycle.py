@@ -26,7 +26,7 @@ from pz_excel.agent.handlers import ApiHandlers
 from pz_excel.agent.inbox import STORAGE_ERRORS, Inbox
 from pz_excel.agent.journal import Journal
 from pz_excel.agent.writer import flush_dirty
-from pz_excel.books import BookLocked, BookUnpatchable
+from pz_excel.books import BookLocked, BookUnpatchable, CallsBook
 from pz_excel.books.filebook import FileBook
 from pz_excel.books.switch import SwitchingBook
 from pz_excel.connector.client import ConnectionState, ConnectorClient, TlsOptions
@@ -95,7 +95,7 @@ class Agent(ApiHandlers):
         self.watcher: ContactsWatcher | None = None
         self.client: ConnectorClient | None = None
         self.api: LocalApi | None = None
-        self.book: Any = None
+        self.book: CallsBook | None = None
         self.book_error: Text | None = None
         self.last_event: dict[str, Any] | None = None
         self.decisions: list[Decision] = []
@@ -228,7 +228,7 @@ class Agent(ApiHandlers):
 
         return current_lang()
 
-    def _open_book(self) -> Any:
+    def _open_book(self) -> CallsBook:
         if self._book_factory is not None:
             return self._book_factory()
         path = self.config.workbook
@@ -237,11 +237,9 @@ class Agent(ApiHandlers):
     def _prepare_book(self) -> None:
         """A missing Calls sheet is added now, before we connect: the user sees it at once
         and the first call's save is an ordinary one."""
-        prepare = getattr(self.book, "prepare", None)
-        if prepare is None:
-            return
+        assert self.book is not None
         try:
-            prepare()
+            self.book.prepare()
         except (BookLocked, BookUnpatchable) as exc:  # rows wait in the journal; said once
             log.warning("%s", exc.text if hasattr(exc, "text") else exc)
         except UserError:
@@ -388,12 +386,11 @@ class Agent(ApiHandlers):
 
     def _show_pop(self, text: str, contact_row: int | None) -> None:
         notify.notify("Простые Звонки", text)
-        pop = getattr(self.book, "screen_pop", None)
-        if pop is not None:
-            try:
-                pop(text, contact_row)
-            except Exception as exc:  # noqa: BLE001 - a pop-up must never stop the log
-                log.debug("screen pop failed: %s", exc)
+        assert self.book is not None
+        try:
+            self.book.screen_pop(text, contact_row)
+        except Exception as exc:  # noqa: BLE001 - a pop-up must never stop the log
+            log.debug("screen pop failed: %s", exc)
 
     def _stored_late(self, result: object) -> None:
         """A store that waited in the inbox went in: a changed call row goes to the book."""
@@ -403,7 +400,7 @@ class Agent(ApiHandlers):
     # ------------------------------------------------------------------ writing rows
 
     def _flush(self) -> int:
-        assert self.journal is not None
+        assert self.journal is not None and self.book is not None
         with self._book_io:
             written = flush_dirty(self.journal, self.book)
         if written:
@@ -411,8 +408,7 @@ class Agent(ApiHandlers):
             self._calls_changed = True
             if self.on_rows_written is not None:
                 self.on_rows_written(written)
-        recreated = getattr(self.book, "take_recreated", None)
-        if recreated is not None and recreated():
+        if self.book.take_recreated():
             again = self.journal.mark_all_unwritten()
             if again:
                 log.warning("%s", Text(
@@ -420,8 +416,7 @@ class Agent(ApiHandlers):
                     f"листа звонков не было; записываем обратно все звонки журнала ({again})",
                 ))
                 self._wake.set()
-        take = getattr(self.book, "take_handed_back", None)
-        for call_id in take() if take else ():
+        for call_id in self.book.take_handed_back():
             # Excel closed without saving rows written live: dirty again, so the file gets them
             row = self.journal.get_call(call_id)
             if row is not None:
@@ -435,17 +430,14 @@ class Agent(ApiHandlers):
         and charts are written at the zip level, so its cost does not grow with the book.
         While the book is open in Excel the file is Excel's: the sheet is brought up to
         date within ``dashboard_interval`` of Excel closing it."""
-        assert self.journal is not None
+        assert self.journal is not None and self.book is not None
         now = time.monotonic()
         if not force and (not self._calls_changed or now < self._next_dashboard):
-            return False
-        write_parts = getattr(self.book, "write_parts", None)
-        if write_parts is None:
             return False
         self._next_dashboard = now + self.config.dashboard_interval
         fig = dashboard.figures(self.journal, date.today(), self.index.owner_name)
         with self._book_io:
-            done = bool(write_parts(dashboard.writer(fig)))
+            done = self.book.write_parts(dashboard.writer(fig))
         if done:
             self._calls_changed = False
         return done

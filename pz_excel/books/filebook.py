@@ -34,7 +34,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pz_excel.books import BookLocked, BookUnpatchable
+from pz_excel.books import BookDefaults, BookLocked, BookUnpatchable
 from pz_excel.books.callspatch import CallsPatch, ChangedOnDisk, FormulaInOurCell, MissingColumns
 from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import Text, UserError
@@ -147,7 +147,7 @@ def _formula_text(path: Path, ref: str) -> Text:
 Stamp = tuple[int, int, int]
 
 
-class FileBook:
+class FileBook(BookDefaults):
     """``CallsBook`` on an .xlsx/.xlsm file. ``lang`` is used for a new Calls sheet only
     when the other sheets don't tell; the words follow the sheet's own headers.
 
@@ -187,6 +187,9 @@ class FileBook:
         """Put our parts (``writer`` edits the package: the Dashboard) and save once."""
         self._save_with(writer)
         return True
+
+    def prepare(self) -> None:
+        self.ensure_calls_sheet()
 
     def ensure_calls_sheet(self) -> bool:
         """Save a new Calls sheet now if the book had none; True if it did. The agent calls

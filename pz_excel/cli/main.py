@@ -36,9 +36,13 @@ class LazyGroup(click.Group):
             return None
         target, _ = COMMANDS[name]
         module, attr = target.split(":")
+        if module.startswith("bench."):
+            _find_source_checkout()
         try:
             return getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError as exc:
+            if module.startswith("bench.") and exc.name in ("bench", module):
+                return _not_installed(name)
             if exc.name != module:  # a real missing dependency must not hide as "not built"
                 raise
             return _missing(name)
@@ -46,6 +50,27 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+def _find_source_checkout() -> None:
+    """The benchmarks are a development tool, not installed with the package: they run
+    from a source checkout (``pip install -e .`` of the repository), found beside the
+    package's folder."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "bench" / "__main__.py").is_file() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
+def _not_installed(name: str) -> click.Command:
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def placeholder(args: tuple[str, ...]) -> None:
+        click.echo("pz-excel bench runs from a source checkout of pz-excel (the benchmarks are "
+                   "not installed with the package) / бенчмарки запускаются из исходников "
+                   "pz-excel, с пакетом они не устанавливаются", err=True)
+        sys.exit(2)
+
+    return placeholder
 
 
 def _missing(name: str) -> click.Command:
