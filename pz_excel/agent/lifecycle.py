@@ -149,7 +149,9 @@ class Agent(ApiHandlers):
         self.journal = Journal(cfg.journal)
         # Contacts first: a bad workbook is a user error before we touch the network.
         self.watcher = ContactsWatcher(cfg.workbook, on_reload=self._on_contacts_reload)
-        self.mapper = CallMapper(lookup=self._lookup_contact)
+        # The call-row mapping is given the contacts (the crm layer), not a callback into
+        # the agent: journal → calllog → contacts, one way down.
+        self.mapper = CallMapper(lookup=self.watcher.name_and_owner)
         self.book = self._open_book()
         self._prepare_book()
         self.client = ConnectorClient(
@@ -251,10 +253,6 @@ class Agent(ApiHandlers):
     def index(self) -> ContactIndex:
         assert self.watcher is not None
         return self.watcher.current
-
-    def _lookup_contact(self, number: str) -> tuple[str, str] | None:
-        contact = self.index.lookup(number)
-        return (contact.name, contact.owner) if contact else None
 
     def _on_contacts_reload(self, index: ContactIndex, error: Text | None) -> None:
         if error is not None:

@@ -257,6 +257,12 @@ class ContactsWatcher:
     def current(self) -> ContactIndex:
         return self._index
 
+    def name_and_owner(self, number: str) -> tuple[str, str] | None:
+        """(name, owner) of the contact with this number in the current index: what the
+        call log writes next to a call (``agent/calllog.py`` takes this function)."""
+        contact = self._index.lookup(number)
+        return (contact.name, contact.owner) if contact else None
+
     def refresh(self) -> Text | None:
         """Re-read now (the ribbon's "Refresh contacts"); the error text if it failed."""
         with self._build_lock:
