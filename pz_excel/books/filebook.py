@@ -124,6 +124,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _changing_text(path: Path) -> Text:
+    return Text(
+        f"the workbook {path.name} keeps changing on disk; will try again",
+        f"книга {path.name} всё время меняется на диске; попробуем позже",
+    )
+
+
 def _unpatchable_text(path: Path, why: str) -> Text:
     return Text(
         f"the workbook {path.name} cannot be written safely ({why}); new calls wait in the "
@@ -300,12 +307,7 @@ class FileBook(BookDefaults):
                 self._patch, self._stamp = patch, before
                 self._recreated = self._recreated or patch.created
                 return
-        raise BookLocked(
-            Text(
-                f"the workbook {self.path.name} keeps changing on disk; will try again",
-                f"книга {self.path.name} всё время меняется на диске; попробуем позже",
-            )
-        )
+        raise BookLocked(_changing_text(self.path))
 
     # ------------------------------------------------------------------ writing
 
@@ -340,12 +342,7 @@ class FileBook(BookDefaults):
                 except BaseException:
                     self._forget()  # the copy in memory may be half-applied: re-read next time
                     raise
-            raise BookLocked(
-                Text(
-                    f"the workbook {self.path.name} keeps changing on disk; will try again",
-                    f"книга {self.path.name} всё время меняется на диске; попробуем позже",
-                )
-            )
+            raise BookLocked(_changing_text(self.path))
 
     def _writer_lock(self) -> InstanceLock:
         """The lock file beside the book (every agent on this machine sees the same one)."""
