@@ -1,10 +1,12 @@
 """The way of an event from the socket to the journal, and a caller's answer.
 
 1. The connector's reading thread hands each message that holds events to ``on_frame``,
-   which stores it **as received** in the journal (one commit) before anything else: a
-   kill -9 after that loses none of its events. Then:
-2. transfer requests go to a lane of their own (``pz-transfers``): a caller never waits
-   behind a backlog of call history;
+   which decides its transfer requests (a few dictionary lookups) and stores the message
+   **as received** with those decisions in the journal — one commit — before anything
+   else: a kill -9 after that loses none of its events. Then:
+2. the transfers are sent at once from that thread (a caller waits for one commit, and
+   never behind a backlog of call history); logging them and their answers happens on a
+   lane of their own (``pz-transfers``);
 3. the other events go to a bounded queue for ``pz-events``, which applies them (log and
    call row in one transaction, marking the message applied with its last event). When
    the queue is full, a message's events are not queued at all: they are in the journal
@@ -24,6 +26,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from pz_excel.agent.inbox import Inbox
 from pz_excel.agent.journal import Journal
@@ -35,20 +38,27 @@ log = logging.getLogger("pz_excel.agent.eventpath")
 QUEUE_BOUND = 20_000
 
 Apply = Callable[[protocol.Event, "int | None"], None]
+#: A transfer request's decision, and the journal entry that records it: (kind, payload).
+Decide = Callable[[protocol.Event], tuple[Any, tuple[str, dict]]]
 
 
 class EventPath:
-    """``on_frame`` runs on the connector's reading thread; ``apply(event, frame)`` and
-    ``answer(event)`` run on this object's two threads."""
+    """``on_frame`` runs on the connector's reading thread, with ``decide(event)`` and
+    ``send(event, decision)`` for transfer requests; ``apply(event, frame)`` and
+    ``answered(event, decision, sent)`` run on this object's two threads."""
 
-    def __init__(self, journal: Journal, inbox: Inbox, *, apply: Apply,
-                 answer: Callable[[protocol.Event], None], bound: int = QUEUE_BOUND) -> None:
+    def __init__(self, journal: Journal, inbox: Inbox, *, apply: Apply, decide: Decide,
+                 send: Callable[[protocol.Event, Any], Any],
+                 answered: Callable[[protocol.Event, Any, Any], None],
+                 bound: int = QUEUE_BOUND) -> None:
         self._journal = journal
         self._inbox = inbox
         self._apply = apply
-        self._answer = answer
+        self._decide = decide
+        self._send = send
+        self._answered = answered
         self._bound = bound
-        self._urgent: queue.SimpleQueue[protocol.Event | None] = queue.SimpleQueue()
+        self._urgent: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
         self._queue: deque[tuple[protocol.Event, int | None]] = deque()
         self._ready = threading.Condition()
         self._behind_to = 0  # stored messages up to this seq may have events not queued
@@ -60,7 +70,7 @@ class EventPath:
 
     def start(self) -> None:
         """Apply what a previous run stored but never applied, then start the lanes."""
-        self._catch_up(None, startup=True)
+        self._catch_up(None)
         for name, target in (("pz-transfers", self._transfers), ("pz-events", self._events)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -83,16 +93,27 @@ class EventPath:
 
     def on_frame(self, raw: str, events: list[protocol.Event]) -> None:
         journal = self._journal
-        stored, seq = self._inbox.store(lambda: journal.record_frame(raw))
         rest = [e for e in events if e.type != protocol.EventType.TRANSFER_REQUEST]
+        decided = []
         for event in events:
             if event.type == protocol.EventType.TRANSFER_REQUEST:
-                self._urgent.put(event)
+                try:
+                    decided.append((event, *self._decide(event)))
+                except Exception:  # one bad request must not lose the message
+                    log.exception("transfer request %s not decided", event.call_id)
+        entries = [(event, entry) for event, _decision, entry in decided]
+        stored, seq = self._inbox.store(
+            lambda: journal.record_frame(raw, entries, applied=not rest))
+        for event, decision, _entry in decided:  # stored (or waiting): the caller's answer
+            try:
+                self._urgent.put((event, decision, self._send(event, decision)))
+            except Exception:
+                log.exception("transfer request %s not answered", event.call_id)
         if not stored:  # waits in the inbox: its events go from the journal once it is in
-            self._inbox.store(self._behind_latest)
+            if rest:
+                self._inbox.store(self._behind_latest)
             return
         if not rest:
-            self._inbox.store(lambda: journal.frame_applied(seq))
             return
         with self._ready:
             if len(self._queue) + len(rest) > self._bound:
@@ -112,13 +133,13 @@ class EventPath:
 
     def _transfers(self) -> None:
         while True:
-            event = self._urgent.get()
-            if event is None:
+            item = self._urgent.get()
+            if item is None:
                 return
             try:
-                self._answer(event)
+                self._answered(*item)
             except Exception:  # one bad request must not stop the lane
-                log.exception("transfer request %s not answered", event.call_id)
+                log.exception("transfer request %s: logging its answer failed", item[0].call_id)
 
     def _events(self) -> None:
         while not self._stopping.is_set():
@@ -147,9 +168,10 @@ class EventPath:
         except Exception:  # the event is in the journal; a mapping bug must not stop the lane
             log.exception("event %s of call %s not applied", event.type, event.call_id)
 
-    def _catch_up(self, up_to: int | None, startup: bool = False) -> None:
-        """Apply stored messages that are not applied yet (up to seq ``up_to``). At start-
-        up their transfer requests are only logged: the caller is long gone."""
+    def _catch_up(self, up_to: int | None) -> None:
+        """Apply stored messages that are not applied yet (up to seq ``up_to``). Their
+        transfer requests were stored with the message, with the decision; the caller was
+        answered then (or is long gone), so they are not answered again."""
         after = 0  # each message once per pass, even if its events wait in the inbox
         journal = self._journal
         while not self._stopping.is_set():
@@ -164,10 +186,6 @@ class EventPath:
                 after = seq
                 events = [m for m in protocol.decode_frame(raw) if isinstance(m, protocol.Event)]
                 rest = [e for e in events if e.type != protocol.EventType.TRANSFER_REQUEST]
-                if startup:
-                    for event in events:
-                        if event.type == protocol.EventType.TRANSFER_REQUEST:
-                            self._inbox.store(lambda e=event: journal.record_event(e))
                 if not rest:
                     self._inbox.store(lambda s=seq: journal.frame_applied(s))
                 for i, event in enumerate(rest):

@@ -35,7 +35,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -252,10 +252,23 @@ class Journal:
 
         return self._write(insert)
 
-    def record_frame(self, raw: str) -> int:
-        """Store a connector message as received (one commit); returns its seq."""
-        return self._write(lambda con: int(con.execute(
-            "INSERT INTO frames(at, raw) VALUES (?, ?)", (time.time(), raw)).lastrowid or 0))
+    def record_frame(self, raw: str, decided: Sequence[tuple[Event, tuple[str, dict]]] = (),
+                     applied: bool = False) -> int:
+        """Store a connector message as received, with its transfer requests and what we
+        decided about each (``(event, (kind, payload))``), in ONE commit: a caller waits
+        for one commit, not two. ``applied``: nothing else in it to apply. Returns its seq."""
+
+        def work(con: sqlite3.Connection) -> int:
+            seq = int(con.execute("INSERT INTO frames(at, raw, applied) VALUES (?, ?, ?)",
+                                  (time.time(), raw, int(applied))).lastrowid or 0)
+            for event, (kind, payload) in decided:
+                self._insert_event(con, event, None)
+                con.execute("INSERT INTO log(at, kind, call_id, payload) VALUES (?, ?, ?, ?)",
+                            (time.time(), kind, event.call_id,
+                             json.dumps(payload, ensure_ascii=False, default=str)))
+            return seq
+
+        return self._write(work)
 
     def frame_applied(self, seq: int) -> None:
         """A stored message none of whose events needs applying (only transfer requests,

@@ -161,7 +161,8 @@ class Agent(ApiHandlers):
             on_decode_error=self._on_decode_error,
         )
         self.events = EventPath(self.journal, self.inbox, apply=self._apply_event,
-                                answer=self._answer_transfer)
+                                decide=self._decide_transfer, send=self._send_transfer,
+                                answered=self._transfer_answered)
         self.client.on_frame(self.events.on_frame)  # stored on the reading thread, first
         self.client.on_state(self._on_client_state)
         self._writer = threading.Thread(target=self._writer_loop, name="pz-writer", daemon=True)
@@ -313,30 +314,29 @@ class Agent(ApiHandlers):
                 and event.to == self.config.phone:
             self._screen_pop(event)
 
-    def _answer_transfer(self, event: protocol.Event) -> None:
-        """``pz-transfers``: decide, store the request and the decision, answer."""
-        assert self.journal is not None and self.client is not None
+    def _decide_transfer(self, event: protocol.Event) -> tuple[Decision, tuple[str, dict]]:
+        """On the reading thread: whose call it is (a few dictionary lookups), and the
+        journal entry that records it with the request, in the message's one commit."""
         self._seen(event)
-        try:
-            decision = decide(
-                event.call_id,
-                event.from_,
-                self.index,
-                fallback=self.config.fallback,
-                me=self.config.phone,
-            )
-        except BaseException:
-            journal = self.journal
-            self.inbox.store(lambda: journal.record_event(event))  # kept even so
-            raise
-        # The request and the decision are stored (one commit) before the answer is sent;
-        # when the journal cannot be written they wait in the inbox, and the answer goes
-        # out all the same: journal first, never at the caller's cost.
-        journal = self.journal
-        decided = ("decision", {"caller": decision.caller, "to": decision.to,
-                                "rule": decision.rule, "reason": decision.reason.en})
-        self.inbox.store(lambda: journal.record_event(event, then=decided))
-        future = self.client.transfer_async(event.call_id, decision.to)
+        decision = decide(
+            event.call_id,
+            event.from_,
+            self.index,
+            fallback=self.config.fallback,
+            me=self.config.phone,
+        )
+        entry = ("decision", {"caller": decision.caller, "to": decision.to,
+                              "rule": decision.rule, "reason": decision.reason.en})
+        return decision, entry
+
+    def _send_transfer(self, event: protocol.Event, decision: Decision) -> Any:
+        """On the reading thread, right after the commit: the answer goes out (queued on
+        the connection, never blocking)."""
+        assert self.client is not None
+        return self.client.transfer_async(event.call_id, decision.to)
+
+    def _transfer_answered(self, event: protocol.Event, decision: Decision, sent: Any) -> None:
+        """``pz-transfers``: what is said about a transfer once it is on its way."""
         log.info(
             "%s",
             Text(
@@ -348,7 +348,7 @@ class Agent(ApiHandlers):
         )
         self.decisions.append(decision)
         del self.decisions[:-200]
-        future.add_done_callback(lambda f: self._log_response("transfer", event.call_id, f))
+        sent.add_done_callback(lambda f: self._log_response("transfer", event.call_id, f))
         if self.on_decision is not None:
             self.on_decision(decision)
 
