@@ -164,16 +164,24 @@ def test_sms_text_is_base64_utf8():
 # ------------------------------------------------------------------ connecting
 
 
-def test_connect_url_query_form_is_url_encoded():
-    s = p.ConnectSettings(server="pbx.local", phone="101", password="pa+ss/w==")
-    url = p.connect_url(s)
-    assert url.startswith("ws://pbx.local:10150/?CID=")
-    cid = base64.b64encode(b"pa+ss/w==").decode()
-    assert "CID=" + cid.replace("+", "%2B").replace("/", "%2F").replace("=", "%3D") in url
+@pytest.mark.parametrize(("password", "cid"), [("~~~", "fn5+"), ("ab", "YWI="),
+                                              ("pa+ss/w==", "cGErc3Mvdz09")])
+def test_connect_url_sends_cid_as_the_js_sdk_does(password, cid):
+    """PROTOCOL.md §1: TestServer 1.1.2 takes CID literally; the JS SDK sends
+    '?CID=' + btoa(password). Percent-encoding it (CID=fn5%2B) was refused with 4008."""
+    url = p.connect_url(p.ConnectSettings(server="pbx.local", phone="101", password=password))
+    assert url.startswith(f"ws://pbx.local:10150/?CID={cid}&")
+    assert "%" not in url.split("&")[0]
     assert url.endswith(
         "&CT=excel&GID=101&PhoneNumber=101&BroadcastEventsMask=0&BroadcastGroup="
         "&PzProtocolVersion=2"
     )
+
+
+def test_a_percent_encoded_cid_is_refused_as_testserver_refuses_it():
+    """What TestServer logged: clientID = fn5%2B, decoded = "~~" — not the password."""
+    assert p.parse_login("/?CID=fn5%2B&GID=5&PhoneNumber=5", {}).password != "~~~"
+    assert p.parse_login("/?CID=fn5+&GID=5&PhoneNumber=5", {}).password == "~~~"
 
 
 def test_empty_password_gives_empty_cid():
@@ -214,13 +222,6 @@ def test_both_login_forms_parse_to_the_same_login():
             "101",
             "excel",
         )
-
-
-def test_unencoded_plus_in_cid_still_logs_in():
-    cid = base64.b64encode(b"\xfb\xef").decode()  # contains '+'
-    assert "+" in cid
-    login = p.parse_login(f"/?CID={cid}&GID=5&PhoneNumber=5", {})
-    assert login.password == b"\xfb\xef".decode("utf-8", "replace") or login.password
 
 
 @pytest.mark.parametrize(

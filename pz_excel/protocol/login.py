@@ -92,10 +92,14 @@ class ConnectSettings:
 
 
 def connect_url(settings: ConnectSettings) -> str:
-    """The query-string login (JS SDK form); values URL-encoded (``+ / =`` of base64)."""
+    """The query-string login, as the JS SDK sends it: ``'?CID=' + btoa(password)``.
+
+    The base64 goes in as it is, ``+ / =`` and all: TestServer 1.1.2 does not URL-decode
+    ``CID`` and refuses a percent-encoded one (PROTOCOL.md §1), so encoding it failed every
+    password whose length is not a multiple of 3 or whose base64 holds ``+`` or ``/``.
+    The other values are URL-encoded (they never hold those characters in practice)."""
     query = urlencode(
         [
-            ("CID", settings.cid),
             ("CT", settings.client_type),
             ("GID", settings.client_guid),
             ("PhoneNumber", settings.phone),
@@ -106,7 +110,7 @@ def connect_url(settings: ConnectSettings) -> str:
         quote_via=quote,
         safe="",
     )
-    return f"{settings.url}?{query}"
+    return f"{settings.url}?CID={settings.cid}&{query}"
 
 
 def connect_headers(settings: ConnectSettings) -> dict[str, str]:
@@ -141,12 +145,20 @@ class Login:
 
 
 def _decode_cid(cid: str) -> str | None:
-    # A client that forgot to URL-encode turns base64 '+' into a space: undo it.
-    for candidate in (cid, cid.replace(" ", "+")):
-        try:
-            return base64.b64decode(candidate, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            continue
+    """The password of a ``CID`` as TestServer reads it: the base64 taken literally (a
+    percent-encoded one is not base64, so its login fails, as on TestServer)."""
+    try:
+        return base64.b64decode(cid, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _literal_cid(path: str) -> str | None:
+    """``CID`` from the raw query, not URL-decoded (TestServer 1.1.2 does not decode it)."""
+    for item in urlsplit(path).query.split("&"):
+        name, _, value = item.partition("=")
+        if name == "CID":
+            return value
     return None
 
 
@@ -160,7 +172,7 @@ def parse_login(path: str, headers: Mapping[str, str]) -> Login | None:
     if "GID" in query or "CID" in query or "PhoneNumber" in query:
         values = {
             "guid": query.get("GID", ""),
-            "cid": query.get("CID", ""),
+            "cid": _literal_cid(path) or "",
             "type": query.get("CT", ""),
             "phone": query.get("PhoneNumber", ""),
             "mask": query.get("BroadcastEventsMask", "0"),
