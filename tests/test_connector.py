@@ -414,15 +414,23 @@ def test_two_clients_with_one_gid_the_older_stops_for_good(server, make_client):
     assert row["Connected"] == "1"
 
 
-def test_wrong_password_http_403_stops_without_retry(make_client):
+@pytest.mark.parametrize("header_login", [False, True])
+def test_wrong_password_stops_without_retry(make_client, header_login):
+    """Query form: TestServer accepts, then closes 4008 "Invalid password"; header form:
+    HTTP 403 (PROTOCOL.md §1). Either way the client stops and says why, no retry."""
     srv = ServerThread(password="secret").start()
     try:
-        client, rec = make_client(srv.url, password="wrong")
+        client, rec = make_client(srv.url, password="wrong", header_login=header_login)
         stopped = client.wait_state(lambda s: s.kind == "stopped", T)
         assert stopped is not None and stopped.close is not None
-        assert stopped.close.http and stopped.close.code == 403
-        assert stopped.text.en == "stopped: wrong password or access denied (HTTP 403)"
-        assert stopped.text.ru.startswith("остановлено: неверный пароль")
+        if header_login:
+            assert stopped.close.http and stopped.close.code == 403
+            assert stopped.text.en == "stopped: wrong password or access denied (HTTP 403)"
+        else:
+            assert not stopped.close.http and stopped.close.code == 4008
+            assert "password" in stopped.text.en
+        assert stopped.text.ru.startswith("остановлено: неверный пароль") or \
+            "пароль" in stopped.text.ru
         rec.wait_kinds(lambda kinds: "stopped" in kinds)
         assert "retrying" not in rec.kinds()
         with pytest.raises(ConnectorError):

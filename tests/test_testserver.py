@@ -161,17 +161,35 @@ def test_both_login_forms(server: ServerThread, connect) -> None:
     assert js.request(protocol.get_version_request).ok
 
 
-def test_wrong_password_is_refused_with_403() -> None:
+def test_wrong_password_is_answered_as_testserver_answers_it() -> None:
+    """PROTOCOL.md §1, as TestServer 1.1.2 started with -c PASSWORD answers it: the query
+    form with a wrong CID is accepted (101), then closed 4008 "Invalid password"; the query
+    form with no CID at all, and the header form with a wrong ClientID: HTTP 403."""
     with ServerThread(password="secret") as srv:
+        client = Raw(srv, "101", password="wrong")
+        assert client.wait_close() == (4008, "Invalid password")
+        client.close()
+        no_cid = protocol.connect_url(ConnectSettings(srv.url, "101")).replace("CID=&", "")
+        assert "CID" not in no_cid
         with pytest.raises(websocket.WebSocketBadStatusException) as exc:
-            Raw(srv, "101", password="wrong")
+            websocket.create_connection(no_cid, timeout=TIMEOUT)
         assert exc.value.status_code == 403
-        with pytest.raises(websocket.WebSocketBadStatusException):
+        with pytest.raises(websocket.WebSocketBadStatusException) as exc:
             Raw(srv, "", guid="diag", password="wrong", header=True)
+        assert exc.value.status_code == 403
         ok = Raw(srv, "101", password="secret")
         assert ok.request(protocol.get_version_request).ok
         ok.close()
         assert any(x.startswith("Authorization failed: GUID = 101") for x in srv.log_lines)
+        # only the right login became a known client (and it has gone now)
+        assert srv.wait_for(lambda: [c["Connected"] for c in srv.clients()] == ["0"], 5)
+
+
+def test_a_login_with_no_parameters_is_a_403() -> None:
+    with ServerThread() as srv:
+        with pytest.raises(websocket.WebSocketBadStatusException) as exc:
+            websocket.create_connection(srv.url, timeout=TIMEOUT)
+        assert exc.value.status_code == 403
 
 
 def test_wrong_password_with_auth_close_gives_4008() -> None:

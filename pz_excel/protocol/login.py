@@ -142,6 +142,7 @@ class Login:
     broadcast_group: str
     protocol_version: str
     form: str  # "query" or "header"
+    cid_given: bool = True  # the query form named a CID (TestServer refuses one without)
 
 
 def _decode_cid(cid: str) -> str | None:
@@ -217,4 +218,5 @@ def parse_login(path: str, headers: Mapping[str, str]) -> Login | None:
         broadcast_group=values["group"],
         protocol_version=values["pv"],
         form=form,
+        cid_given=form == "header" or _literal_cid(path) is not None,
     )

@@ -1,8 +1,10 @@
 """A stand-in for the vendor's TestServer 1.1.2, on ``websockets`` (asyncio), any OS.
 
 It behaves as observed in ``shared/protocol/captures`` (where PROTOCOL.md and a capture
-differ, the capture wins): both login forms, HTTP 403 for a wrong password (or close 4008
-with ``auth_close``, as production connectors do), one connection per GUID (4009),
+differ, the capture wins): both login forms; a wrong password as TestServer 1.1.2 answers
+it (query form with a wrong ``CID``: accepted, then closed 4008 "Invalid password"; no
+``CID``, or the header form: HTTP 403; or close 4008 "Authorization error" for all with
+``auth_close``, as production connectors do), one connection per GUID (4009),
 base64 frames over ``ws://`` and raw XML over ``wss://``, event routing by extension and
 broadcast mask, replay of missed call history, the first-answer-wins transfer race, and
 an optional simulation of call progress.
@@ -56,7 +58,8 @@ from pz_excel.tools.testserver_state import (
 DEFAULT_VERSION = "Test Server v1.1.2 (pz-excel)"
 #: Close reason of the older connection of a GUID that logged in again (capture wording).
 DUPLICATE_REASON = "User with the same GUID is connected"
-AUTH_REASON = "Authorization error"
+AUTH_REASON = "Authorization error"  # production connectors (auth_close)
+INVALID_PASSWORD_REASON = "Invalid password"  # TestServer 1.1.2, query form
 HISTORY_LIMIT = 10_000  # completed calls kept for replay
 PENDING_TRANSFER_LIMIT = 10_000  # transfer requests remembered for their answers
 LOG_LINES_LIMIT = 100_000  # ``log_lines`` is trimmed past this, so a long run stays small
@@ -351,10 +354,12 @@ class ServerThread:
     def _process_request(self, ws: ServerConnection, request: HttpRequest) -> HttpResponse | None:
         login = protocol.parse_login(request.path, HeaderView(request.headers))
         ip = peer_ip(ws)
-        if login is None:
+        if login is None:  # TestServer 1.1.2: a login with no parameters is a 403 too
             self._log(f"Connection refused: no client GUID or extension, ip = {ip}")
-            return ws.respond(http.HTTPStatus.BAD_REQUEST, "No client GUID in the request\n")
+            return ws.respond(http.HTTPStatus.FORBIDDEN, "Forbidden\n")
         if login.password != self.password and not self.auth_close:
+            if login.form == "query" and login.cid_given:
+                return None  # PROTOCOL.md §1: accepted (101), then closed 4008, see _handler
             self._log(f"Authorization failed: GUID = {login.guid}, ip = {ip}")
             return ws.respond(http.HTTPStatus.FORBIDDEN, "Forbidden\n")
         return None
@@ -366,9 +371,9 @@ class ServerThread:
         if login is None:  # refused in _process_request already
             return
         ip = peer_ip(ws)
-        if login.password != self.password:  # auth_close: accept, then close (production)
+        if login.password != self.password:  # a query-form CID, or auth_close (production)
             self._log(f"Authorization failed: GUID = {login.guid}, ip = {ip}")
-            await ws.close(4008, AUTH_REASON)
+            await ws.close(4008, AUTH_REASON if self.auth_close else INVALID_PASSWORD_REASON)
             return
         session = Session(ws, login, ip, raw=self.ssl_context is not None)
         session.writer = asyncio.get_running_loop().create_task(session.write_loop())
