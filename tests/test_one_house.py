@@ -6,10 +6,9 @@ from __future__ import annotations
 import io
 import zipfile
 from datetime import date, datetime
-from pathlib import Path
 
 import pytest
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 
 from pz_excel.books.filebook import FileBook
 from pz_excel.crm.contacts import build_index, load_index
@@ -18,6 +17,8 @@ from pz_excel.i18n import UserError
 from pz_excel.xlsx.header import HeaderNotFound, find_header
 from pz_excel.xlsx.reader import shared_strings
 from pz_excel.xlsx.xmltext import rich_text
+
+from .test_contacts import write_book
 
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
@@ -61,17 +62,6 @@ def test_header_window_is_the_first_ten_rows_that_have_a_value():
     titles = [(n, {0: f"note {n}"}) for n in range(1, 11)]
     with pytest.raises(HeaderNotFound):
         find_header([*titles, (11, head)], names, required)
-
-
-def write_book(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
-    wb = Workbook()
-    wb.remove(wb.active)
-    for title, rows in sheets.items():
-        ws = wb.create_sheet(title)
-        for row in rows:
-            ws.append(row)
-    wb.save(path)
-    return path
 
 
 def test_contacts_reader_finds_a_header_typed_with_other_case_and_spaces(tmp_path):
