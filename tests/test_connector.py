@@ -414,6 +414,38 @@ def test_two_clients_with_one_gid_the_older_stops_for_good(server, make_client):
     assert row["Connected"] == "1"
 
 
+def test_the_4009_close_is_echoed_with_its_code(server, make_client):
+    """RFC 6455 §5.5.1: the close sent back carries the code received (it was 1000)."""
+    older, _ = make_client(server.url)
+    assert older.wait_connected(T)
+    newer, _ = make_client(server.url)
+    assert newer.wait_connected(T)
+    assert older.wait_state(lambda s: s.kind == "stopped", T) is not None
+    assert server.wait_for(lambda: len(server.closes_received) == 1)
+    assert server.closes_received == [("101", 4009)]
+
+
+@pytest.mark.parametrize(
+    ("sent", "echoed"),
+    [
+        (struct.pack("!H", 4001) + b"licence", struct.pack("!H", 4001)),
+        (struct.pack("!H", 1001), struct.pack("!H", 1001)),
+        (b"", b""),  # no code: an empty close back (1005 is never sent)
+    ],
+)
+def test_close_echo_carries_the_code_received(make_client, sent, echoed):
+    replies: queue.Queue[bytes] = queue.Queue()
+
+    def handler(conn: socket.socket) -> None:
+        conn.sendall(upgrade_answer(read_http_request(conn)) + server_frame(sent, opcode=0x8))
+        replies.put(read_client_frame(conn))
+
+    with socket_server(handler) as url:
+        client, _ = make_client(url)
+        assert replies.get(timeout=T) == echoed
+        client.stop()
+
+
 @pytest.mark.parametrize("header_login", [False, True])
 def test_wrong_password_stops_without_retry(make_client, header_login):
     """Query form: TestServer accepts, then closes 4008 "Invalid password"; header form:

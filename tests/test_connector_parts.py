@@ -15,9 +15,11 @@ from websocket import ABNF
 
 from pz_excel.connector.delivery import Delivery
 from pz_excel.connector.dial import PinMismatch, TlsSetupError
-from pz_excel.connector.framing import MessageAssembler
+from pz_excel.connector.framing import MessageAssembler, sendable_close_code
 from pz_excel.connector.lifetime import END_OF_DISPATCH
 from pz_excel.connector.outcomes import (
+    TLS_HANDSHAKE_FAILED,
+    TLS_MISMATCH_REASONS,
     Outcome,
     answer_lost_text,
     classify_open_error,
@@ -83,6 +85,61 @@ def test_open_errors_say_why_and_whether_to_retry(exc, retry, words):
     outcome = classify_open_error(exc, "pbx.example", "ca.pem")
     assert outcome.retry is retry and words in outcome.text.en
     assert not outcome.unexpected
+
+
+def ssl_error(reason: str) -> ssl.SSLError:
+    exc = ssl.SSLError(1, f"[SSL: {reason}] ({reason.lower()})")
+    exc.reason = reason  # what OpenSSL sets on a real one
+    return exc
+
+
+@pytest.mark.parametrize("reason", sorted(TLS_MISMATCH_REASONS))
+def test_a_tls_mismatch_is_final_and_names_the_legacy_mode(reason):
+    outcome = classify_open_error(ssl_error(reason), "pbx", None)
+    assert not outcome.retry and outcome.close is not None
+    assert outcome.close.code == TLS_HANDSHAKE_FAILED and outcome.close.text == outcome.text
+    assert reason in outcome.text.en and reason in outcome.text.ru
+    assert "--legacy-tls --pin-sha256" in outcome.text.en
+    assert "--legacy-tls --pin-sha256" in outcome.text.ru
+    # Already in the legacy mode: no advice to turn it on, but still final.
+    legacy = classify_open_error(ssl_error(reason), "pbx", None, legacy=True)
+    assert not legacy.retry and legacy.close is not None
+    assert "even in the legacy TLS mode" in legacy.text.en and "--legacy-tls" not in legacy.text.en
+    assert "даже в режиме устаревшего TLS" in legacy.text.ru
+
+
+def test_other_tls_failures_are_final_too():
+    other = classify_open_error(ssl_error("TLSV1_ALERT_INTERNAL_ERROR"), "pbx", None)
+    assert not other.retry and "legacy TLS mode" in other.text.en
+    untrusted = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    untrusted.verify_message = "self-signed certificate"
+    outcome = classify_open_error(untrusted, "pbx", None)
+    assert not outcome.retry and "not trusted (self-signed certificate)" in outcome.text.en
+    assert outcome.close is not None and outcome.close.code == TLS_HANDSHAKE_FAILED
+    pin = classify_open_error(PinMismatch("aa", "bb"), "pbx", None)
+    assert pin.close is not None and pin.close.code == TLS_HANDSHAKE_FAILED
+    wrong = classify_open_error(ssl_error("WRONG_VERSION_NUMBER"), "pbx", None)
+    assert "use ws://" in wrong.text.en and "укажите ws://" in wrong.text.ru
+
+
+@pytest.mark.parametrize(
+    ("code", "sendable"),
+    [
+        (1000, True),
+        (1001, True),
+        (1004, False),
+        (1005, False),
+        (1006, False),
+        (1011, True),
+        (1015, False),
+        (2000, False),
+        (3000, True),
+        (4009, True),
+        (5000, False),
+    ],
+)
+def test_close_codes_that_a_frame_may_carry(code, sendable):
+    assert sendable_close_code(code) is sendable
 
 
 def test_a_refused_connect_takes_the_fast_lane():

@@ -41,7 +41,7 @@ from websocket import ABNF
 from pz_excel.connector.backoff import Backoff
 from pz_excel.connector.delivery import Delivery
 from pz_excel.connector.dial import Dialer, Stopped
-from pz_excel.connector.framing import read_frame
+from pz_excel.connector.framing import echo_close, read_frame
 from pz_excel.connector.lifetime import END_OF_DISPATCH, Connection, Lifetime, hard_shutdown
 from pz_excel.connector.outcomes import (
     Outcome,
@@ -433,7 +433,7 @@ class ConnectorClient:
             if run.stopping.is_set():
                 return Outcome(Text("stopped", "остановлено"), retry=False, by_user=True)
             host = urlsplit(url).hostname or ""
-            outcome = classify_open_error(exc, host, self._tls.ca_file)
+            outcome = classify_open_error(exc, host, self._tls.ca_file, legacy=self._tls.legacy)
             if outcome.unexpected:
                 log.error("unexpected error while connecting", exc_info=exc)
             return outcome
@@ -557,7 +557,7 @@ class ConnectorClient:
         # Echo the close, but the code matters more: a peer that already hung up (and
         # makes this send fail) must not turn a 4009 into a "connection lost" and a retry.
         try:
-            ws.send_close()
+            echo_close(ws, data)
         except Exception:
             log.debug("close echo failed", exc_info=True)
         closed = Session.closed(data)

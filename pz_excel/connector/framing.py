@@ -4,6 +4,7 @@ reads. Below the protocol: what a frame *says* is :mod:`pz_excel.protocol`'s bus
 from __future__ import annotations
 
 import ssl
+import struct
 
 import websocket
 from websocket import ABNF
@@ -81,3 +82,20 @@ def read_frame(ws: websocket.WebSocket, timeout: float) -> ABNF | None:
         return None
     finally:
         ws.settimeout(timeout)
+
+
+def sendable_close_code(code: int) -> bool:
+    """Whether a close frame may carry ``code`` (RFC 6455 §7.4: never 1004-1006, 1015,
+    nor the unassigned 1016-2999)."""
+    return (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) or 3000 <= code <= 4999
+
+
+def echo_close(ws: websocket.WebSocket, payload: bytes) -> None:
+    """Answer the peer's close frame with the status code it sent (RFC 6455 §5.5.1: "the
+    endpoint typically echos the status code it received"): a 4009 is answered 4009, not
+    1000. A close without a code (or with one no frame may carry) gets an empty one."""
+    code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+    if code is not None and sendable_close_code(code):
+        ws.send_close(status=code)
+    else:
+        ws.send(b"", ABNF.OPCODE_CLOSE)

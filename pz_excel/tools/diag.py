@@ -5,7 +5,10 @@ type ``Diagnostic`` with BroadcastEventsMask 65535 in the native *header* form, 
 its requests 0, 1, 2, … with request ProtocolVersion 2, and offers the same commands,
 mapped to the same requests (``tests/test_diag.py`` checks them against the capture
 byte for byte). Use it to make a connector — ours or the vendor's test server — emit
-events, and to watch what arrives.
+events, and to watch what arrives. Like the vendor's, a Generate without a line or a
+record sends them blank (``" "``) and, but for ``incoming``, makes its own CallID; Events
+toggles; Connect, ConnectEx and ConnectMask log in from the console (password asked,
+never shown), or the URL is given on the command line.
 
 One deliberate difference: the vendor's console lowercases the whole command line, which
 mangles base64 SMS text (``0J/RgNC40LLQtdGC`` arrived as ``0j/rgnc40llqtdgc``). Here
@@ -19,6 +22,7 @@ a console should say that the connection ended, not quietly come back.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
 import os
 import sys
@@ -32,6 +36,7 @@ import click
 from pz_excel.i18n import Text, UserError, current_lang
 from pz_excel.protocol import codec as protocol
 from pz_excel.tools.diag_commands import (
+    CALL_IDS,
     DIAG_CLIENT_TYPE,
     DIAG_GUID,
     DIAG_MASK,
@@ -39,52 +44,109 @@ from pz_excel.tools.diag_commands import (
     HELP_RU,
     PV,
     Action,
+    CallIds,
     CommandError,
+    ConnectTarget,
     parse_command,
     say,
 )
 from pz_excel.tools.diag_print import clients_table, describe_event
 
 if TYPE_CHECKING:
-    from pz_excel.connector.client import ConnectionState, ConnectorClient
+    from pz_excel.connector.client import ConnectionState, ConnectorClient, TlsOptions
 
 
 # --------------------------------------------------------------------------- the console
 
 
+def ask_password(prompt: str) -> str:
+    """The password, never shown: typed at the terminal with echo off, or one line of
+    piped input (``echo secret | pz-excel diag``), which nothing echoes either."""
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    click.echo(prompt, err=True)
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 class Console:
-    """A connected console: runs commands, prints answers and (when on) events."""
+    """The console: connects (at start or by Connect), runs commands, prints answers and
+    (when on) events. At most one connection; Connect replaces it."""
 
     def __init__(
         self,
-        client: ConnectorClient,
         *,
+        tls: TlsOptions | None = None,
+        password: str | None = None,
         events: bool = False,
         timeout: float = 5.0,
         echo: Callable[[str], None] = click.echo,
+        password_prompt: Callable[[str], str] = ask_password,
+        call_ids: CallIds = CALL_IDS,
     ):
-        self.client = client
+        self.client: ConnectorClient | None = None
+        self.tls = tls
+        self.password = password  # None: Connect asks for it
         self.events = events
         self.timeout = timeout
         self.echo = echo
+        self.password_prompt = password_prompt
+        self.call_ids = call_ids
         self.lost: Text | None = None  # why the connection ended, if it did on its own
         self.ended = threading.Event()
-        self._closing = False
+        self._state_lock = threading.Lock()
         self._print_lock = threading.Lock()
         self.prompt_active = False  # interactive: redraw the prompt after an event line
+
+    def connect(self, settings: protocol.ConnectSettings) -> Text | None:
+        """Log in (closing the open connection first). ``None``, or why it failed."""
+        from pz_excel.connector.client import ConnectorClient
+
+        self.disconnect()
+        client = ConnectorClient(
+            settings,
+            header_login=True,
+            request_version=PV,
+            reconnect=False,
+            tls=self.tls,
+            connect_timeout=self.timeout,
+        )
+        client.subscribe(self.on_event)  # before start: the replayed history is printed too
+        client.start()
+        if not client.wait_connected(self.timeout + 1):
+            why = _why(client.state)
+            client.stop()
+            return Text(
+                f"cannot connect to {settings.url}: {why.en}",
+                f"не удалось подключиться к {settings.url}: {why.ru}",
+            )
+        with self._state_lock:
+            self.client, self.lost = client, None
+            self.ended.clear()
+        client.on_state(lambda state: self._on_state(client, state))
+        if client.state.kind == "stopped":  # ended between the two lines above
+            self._on_state(client, client.state)
+        return None
+
+    def disconnect(self) -> None:
+        with self._state_lock:
+            client, self.client = self.client, None
+        if client is not None:
+            client.stop()  # no longer ours: its "stopped" is not reported as a loss
 
     # Called on the connector's delivery thread.
     def on_event(self, event: protocol.Event) -> None:
         if self.events:
             self._print_async(describe_event(event))
 
-    def on_state(self, state: ConnectionState) -> None:
-        if state.kind == "stopped" and not self._closing and self.lost is None:
-            self.lost = _why(state)
+    def _on_state(self, client: ConnectorClient, state: ConnectionState) -> None:
+        if state.kind != "stopped":
+            return
+        with self._state_lock:
+            if client is not self.client or self.lost is not None:
+                return
+            self.lost = lost = _why(state)
             self.ended.set()
-            self._print_async(
-                say("Connection ended: ", "Соединение завершено: ") + str(self.lost), err=True
-            )
+        self._print_async(say("Connection ended: ", "Соединение завершено: ") + str(lost), err=True)
 
     def _print_async(self, text: str, err: bool = False) -> None:
         with self._print_lock:
@@ -102,12 +164,12 @@ class Console:
         return "[events on]> " if self.events else "[events off]> "
 
     def close(self) -> None:
-        self._closing = True
+        self.disconnect()
 
     def run(self, line: str) -> bool | None:
         """Run one line. True: done; False: it failed (the reason is printed); None: quit."""
         try:
-            action = parse_command(line)
+            action = parse_command(line, self.call_ids)
         except CommandError as exc:
             self.echo(say("Error: ", "Ошибка: ") + str(exc.text))
             return False
@@ -118,22 +180,50 @@ class Console:
         if action.kind == "help":
             self.echo(HELP + ("\n" + HELP_RU if current_lang() == "ru" else ""))
             return True
-        if action.kind == "events":
-            self.events = (not self.events) if action.events is None else action.events
+        if action.kind == "events":  # a toggle, as the vendor's: the prompt shows the state
+            self.events = not self.events
             self.echo(
                 say("events on", "события включены")
                 if self.events
                 else say("events off", "события выключены")
             )
             return True
+        if action.kind == "connect":
+            assert action.target is not None
+            return self._connect(action.target)
         return self._request(action)
+
+    def _connect(self, target: ConnectTarget) -> bool:
+        password = self.password
+        if password is None:
+            password = self.password_prompt(say("Password: ", "Пароль: "))
+        try:
+            settings = target.settings(password)
+        except protocol.ProtocolError as exc:
+            self.echo(say("Error: ", "Ошибка: ") + str(Text(str(exc), str(exc))))
+            return False
+        why = self.connect(settings)
+        if why is not None:
+            self.echo(say("Error: ", "Ошибка: ") + str(why))
+            return False
+        self.echo(say(f"Connected to {settings.url}", f"Подключено к {settings.url}"))
+        return True
 
     def _request(self, action: Action) -> bool:
         from pz_excel.connector.client import ConnectorError
 
         assert action.build is not None
+        client = self.client
+        if client is None:
+            self.echo(
+                say(
+                    "Error: not connected: Connect <host>:<port> <client guid> first",
+                    "Ошибка: нет подключения: сначала Connect <хост>:<порт> <GUID клиента>",
+                )
+            )
+            return False
         try:
-            response = self.client.request(action.build, timeout=self.timeout)
+            response = client.request(action.build, timeout=self.timeout)
         except ConnectorError as exc:
             self.echo(say("Error: ", "Ошибка: ") + str(exc.text))
             return False
@@ -203,23 +293,27 @@ def _line_history() -> Iterator[None]:
 
 
 def _interactive(console: Console) -> int:
-    click.echo(say("Connected. Help lists the commands.", "Подключено. Список команд — Help."))
-    with _line_history():
-        while console.lost is None:
+    if console.client is not None:
+        click.echo(say("Connected. Help lists the commands.", "Подключено. Список команд — Help."))
+    else:
+        click.echo(
+            say(
+                "Not connected: Connect <host>:<port> <client guid>. Help lists the commands.",
+                "Нет подключения: Connect <хост>:<порт> <GUID клиента>. Список команд — Help.",
+            )
+        )
+    with _line_history():  # a lost connection leaves the console open: Connect again
+        while True:
             console.prompt_active = True
             try:
                 line = input(console.prompt)
-            except EOFError:
-                click.echo()
-                return 0
-            except KeyboardInterrupt:
+            except (EOFError, KeyboardInterrupt):
                 click.echo()
                 return 0
             finally:
                 console.prompt_active = False
             if console.run(line) is None:
                 return 0
-    return 1
 
 
 # --------------------------------------------------------------------------- CLI
@@ -235,7 +329,7 @@ def _quiet_connector_logs() -> None:
 
 
 @click.command("diag")
-@click.argument("url")
+@click.argument("url", required=False)
 @click.option(
     "-c",
     "--command",
@@ -248,9 +342,9 @@ def _quiet_connector_logs() -> None:
 @click.option(
     "--password",
     envvar="PZ_PASSWORD",
-    default="",
+    default=None,
     show_envvar=True,
-    help="Connector password (default: empty).",
+    help="Connector password (default: empty for URL; Connect asks for it).",
 )
 @click.option("--events", "events_on", is_flag=True, help="Print received events from the start.")
 @click.option(
@@ -276,10 +370,10 @@ def _quiet_connector_logs() -> None:
     "--legacy-tls", is_flag=True, help="wss://: allow TLS 1.0 of old connectors (needs --pin)."
 )
 def command(
-    url: str,
+    url: str | None,
     commands: tuple[str, ...],
     guid: str,
-    password: str,
+    password: str | None,
     events_on: bool,
     wait: float,
     timeout: float,
@@ -291,23 +385,26 @@ def command(
     """Diagnostic console for a connector at URL (e.g. ws://127.0.0.1:10150).
 
     Mirrors the vendor's Diagnostic console: connects as client type Diagnostic and
-    receives every event. Without -c it is interactive (type Help). Commands are
+    receives every event. Without URL, connect from the console (Connect, ConnectEx,
+    ConnectMask). Without -c it is interactive (type Help). Commands are
     case-insensitive; their arguments keep their case (the vendor's console lowercases
     them, which breaks base64 SMS text).
     """
-    from pz_excel.connector.client import ConnectorClient, TlsConfigError, TlsOptions
+    from pz_excel.connector.client import TlsConfigError, TlsOptions
 
     _quiet_connector_logs()
     try:
-        settings = protocol.ConnectSettings(
-            server=url,
-            phone="",
-            password=password,
-            client_type=DIAG_CLIENT_TYPE,
-            guid=guid,
-            broadcast_mask=DIAG_MASK,
-        )
-        settings.url  # noqa: B018 - validate the address now
+        settings = None
+        if url is not None:
+            settings = protocol.ConnectSettings(
+                server=url,
+                phone="",
+                password=password or "",
+                client_type=DIAG_CLIENT_TYPE,
+                guid=guid,
+                broadcast_mask=DIAG_MASK,
+            )
+            settings.url  # noqa: B018 - validate the address now
         tls = TlsOptions(verify=not insecure, ca_file=ca_file, pin_sha256=pin, legacy=legacy_tls)
     except protocol.ProtocolError as exc:
         raise UserError(Text(f"bad setting: {exc}", f"неверная настройка: {exc}")) from exc
@@ -322,34 +419,16 @@ def command(
                 Text(f"{line!r}: {exc.text.en}", f"{line!r}: {exc.text.ru}"), exit_code=1
             ) from exc
 
-    client = ConnectorClient(
-        settings,
-        header_login=True,
-        request_version=PV,
-        reconnect=False,
-        tls=tls,
-        connect_timeout=timeout,
-    )
-    console = Console(client, events=events_on or wait > 0, timeout=timeout)
-    client.subscribe(console.on_event)
-    client.start()
+    console = Console(tls=tls, password=password, events=events_on or wait > 0, timeout=timeout)
     try:
-        if not client.wait_connected(timeout + 1):
-            why = _why(client.state)
-            raise UserError(
-                Text(
-                    f"cannot connect to {settings.url}: {why.en}",
-                    f"не удалось подключиться к {settings.url}: {why.ru}",
-                )
-            )
-        client.on_state(console.on_state)
-        if client.state.kind == "stopped":  # ended between the two lines above
-            console.on_state(client.state)
+        if settings is not None:
+            why = console.connect(settings)
+            if why is not None:
+                raise UserError(why)
         scripted = bool(commands) or wait > 0  # --wait alone: just watch events
         code = _script(console, commands, wait) if scripted else _interactive(console)
     finally:
         console.close()
-        client.stop()
     if code:
         sys.exit(code)
 

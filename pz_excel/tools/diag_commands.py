@@ -4,6 +4,8 @@ line into an action (``parse_command``), and the help text."""
 from __future__ import annotations
 
 import shlex
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,10 +17,26 @@ DIAG_CLIENT_TYPE = "Diagnostic"
 DIAG_MASK = 65535
 PV = protocol.DIAG_REQUEST_VERSION
 
+#: What the vendor's console sends for a line or record not given (PROTOCOL.md §4: the
+#: server then emits ``line=" "``, as in both captures; leaving it out gives ``line=""``).
+BLANK = " "
+
 HELP = """\
 Commands (command words in any case; arguments keep their case — unlike the vendor's
 console, which lowercases the whole line and so mangles base64 SMS text):
 
+  Connect <host>:<port> <client guid> [ssl]
+                        connect as client type Diagnostic with every extension's events
+                        (BroadcastEventsMask 65535); asks for the password, which is not
+                        shown (a --password or PZ_PASSWORD given to pz-excel diag is
+                        used instead); an open connection is closed first
+  ConnectEx <host>:<port> <client guid> <client type> [extension] [ssl]
+                        the same, as that client type (e.g. excel) and extension
+  ConnectMask <host>:<port> <client guid> <mask> [client type] [extension] [ssl]
+                        the same, with that BroadcastEventsMask (0: only what a normal
+                        client gets: its extension's events and transfer requests)
+                        ssl: wss:// (trust: --ca-file, --pin, --legacy-tls); the vendor's
+                        "proxy" is not supported: connect directly
   Clients                                   list the connector's clients
   Call <from> <to>                          place a call from extension <from>
   Transfer <callID> <to>                    answer a transfer request (the vendor's help
@@ -33,20 +51,27 @@ console, which lowercases the whole line and so mangles base64 SMS text):
   Generate smsstatus <to> <result> [CRM GUID] [CallID] [serviceInfo]        -> type 256
   Sms <from> <to> <CRM GUID> <CallID> <base64 text> [serviceInfo]           -> type 128
   Simulation on|off                         call progress simulation on the server
-  Events [on|off]                           print received events (alone: toggle)
+  Events                                    print received events or stop (toggles,
+                                            as the vendor's; an argument is ignored)
   Version                                   the connector's version
   Help                                      this text
   Quit | Exit                               leave
 
-CRM GUID "*" (the default) means normal routing; another GUID also delivers the event to
-that client. start/end are Unix seconds. Quote to pass spaces or a blank: line " ".
+As the vendor's console: line and record not given are sent blank (" "); a call ID not
+given is made here (Unix second << 18 | a counter) except for incoming, where the server
+picks it. CRM GUID "*" (the default) means normal routing; another GUID also delivers the
+event to that client. start/end are Unix seconds. Quote to pass spaces: line "a b".
 """
 
 HELP_RU = """\
 Слова команд — в любом регистре; регистр аргументов сохраняется (консоль вендора
 переводит всю строку в нижний регистр и портит base64-текст SMS). Аргументы с пробелами
-берите в кавычки, пустое значение — " ". CRM GUID "*" (по умолчанию) — обычная
-маршрутизация; другой GUID — событие дополнительно получит этот клиент.
+берите в кавычки. Connect, ConnectEx, ConnectMask спрашивают пароль и не показывают его
+(или берут --password / PZ_PASSWORD); ssl — подключение по wss://. Events включает и
+выключает вывод событий (переключатель, как у вендора). Не заданные линия и запись
+уходят пустыми (" "), номер звонка (CallID) консоль придумывает сама, кроме incoming.
+CRM GUID "*" (по умолчанию) — обычная маршрутизация; другой GUID — событие
+дополнительно получит этот клиент.
 """
 
 
@@ -63,18 +88,64 @@ def say(en: str, ru: str) -> str:
 
 
 @dataclass(frozen=True)
+class ConnectTarget:
+    """Where and as whom a Connect command logs in (the password is asked when it runs)."""
+
+    server: str  # ws://host:port/ or wss://host:port/
+    guid: str
+    client_type: str = DIAG_CLIENT_TYPE
+    phone: str = ""
+    mask: int = DIAG_MASK
+
+    def settings(self, password: str) -> protocol.ConnectSettings:
+        """Raises ``protocol.ProtocolError`` for a password over the length limit."""
+        return protocol.ConnectSettings(
+            server=self.server,
+            phone=self.phone,
+            password=password,
+            client_type=self.client_type,
+            guid=self.guid,
+            broadcast_mask=self.mask,
+        )
+
+
+@dataclass(frozen=True)
 class Action:
     """What one command line does.
 
     ``kind``: ``request`` (send ``build(request_id)``; ``show`` says how to print the
-    answer: ``ok``, ``clients`` or ``version``), ``events`` (``events`` is True/False, or
-    None to toggle), ``help``, ``quit``.
+    answer: ``ok``, ``clients`` or ``version``), ``connect`` (to ``target``), ``events``
+    (toggle), ``help``, ``quit``.
     """
 
     kind: str
     build: Callable[[int], str] | None = None
     show: str = "ok"
-    events: bool | None = None
+    target: ConnectTarget | None = None
+
+
+class CallIds:
+    """Call IDs for a Generate without one, made as the vendor's console makes them: the
+    Unix second shifted left by 18 bits, or'ed with a counter of this console (1, 2, …).
+
+    Read off the captures: a fresh console sent ``<CallID>470667183259649`` at
+    1795452817.9 = (1795452817 << 18) | 1, then 470667183783938 = (1795452819 << 18) | 2;
+    the events the other console generated count 1…7 the same way. ``clock`` is
+    injectable for tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self._clock = clock
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        with self._lock:
+            self._count = self._count % ((1 << 18) - 1) + 1
+            return str((int(self._clock()) << 18) | self._count)
+
+
+#: The console's own call IDs (one counter per process, as the vendor's console has).
+CALL_IDS = CallIds()
 
 
 def usage_error(syntax: str) -> CommandError:
@@ -104,11 +175,22 @@ def on_off(words: list[str], syntax: str) -> bool:
     return words[0].lower() == "on"
 
 
-def generate_action(event_type: int, fields: dict[str, str | None]) -> Action:
-    return Action(
-        "request",
-        lambda rid: protocol.generate_request(event_type, fields, rid, protocol_version=PV),
-    )
+def or_blank(value: str | None) -> str:
+    return BLANK if value is None else value
+
+
+def generate_action(
+    event_type: int, fields: dict[str, str | None], call_ids: CallIds | None = None
+) -> Action:
+    """A Generate request; with ``call_ids``, a CallID not given is made when it is sent."""
+
+    def build(rid: int) -> str:
+        sent = dict(fields)
+        if call_ids is not None and sent.get("CallID") is None:
+            sent["CallID"] = call_ids.next()
+        return protocol.generate_request(event_type, sent, rid, protocol_version=PV)
+
+    return Action("request", build)
 
 
 GENERATE_SYNTAX = {
@@ -123,10 +205,14 @@ GENERATE_SYNTAX = {
 }
 
 
-def parse_generate(words: list[str]) -> Action:
+def parse_generate(words: list[str], call_ids: CallIds) -> Action:
+    """The vendor's console sends ``<Line> </Line>`` and ``<Record> </Record>`` for a line
+    and a record not given, and makes a CallID for every kind but ``incoming`` (whose ID
+    the server picks): see :data:`BLANK` and :class:`CallIds`."""
     if not words:
         raise usage_error(
-            "Generate incoming|transfer|transans|outcoming|outans|history|smsstatus …")
+            "Generate incoming|transfer|transans|outcoming|outans|history|smsstatus …"
+        )
     kind, rest = words[0].lower(), words[1:]
     syntax = GENERATE_SYNTAX.get(kind)
     if syntax is None:
@@ -138,17 +224,18 @@ def parse_generate(words: list[str]) -> Action:
         )
     if kind == "incoming":
         src, line, system = take_args(rest, 1, 2, syntax)
-        return generate_action(1, {"From": src, "Line": line, "ClientGUID": "*", "System": system})
+        fields = {"From": src, "Line": or_blank(line), "ClientGUID": "*", "System": system}
+        return generate_action(1, fields)
     if kind in ("transfer", "transans"):
         src, dst, line, guid, call_id, system = take_args(rest, 2, 4, syntax)
-        fields = {"From": src, "To": dst, "CallID": call_id, "Line": line}
+        fields = {"From": src, "To": dst, "CallID": call_id, "Line": or_blank(line)}
         fields |= {"ClientGUID": guid or "*", "System": system}
-        return generate_action(2 if kind == "transfer" else 32, fields)
+        return generate_action(2 if kind == "transfer" else 32, fields, call_ids)
     if kind in ("outcoming", "outans"):
         src, dst, guid, call_id, system = take_args(rest, 2, 3, syntax)
         fields = {"From": src, "To": dst, "CallID": call_id, "ClientGUID": guid or "*"}
         fields["System"] = system
-        return generate_action(8 if kind == "outcoming" else 16, fields)
+        return generate_action(8 if kind == "outcoming" else 16, fields, call_ids)
     if kind == "history":
         src, dst, start, end, duration, direction, record, line, call_id, system = take_args(
             rest, 6, 4, syntax
@@ -168,14 +255,14 @@ def parse_generate(words: list[str]) -> Action:
             "Start": int_arg(start, "start"),
             "End": int_arg(end, "end"),
             "Duration": int_arg(duration, "duration"),
-            "Record": record,
+            "Record": or_blank(record),
             "Direction": "0" if direction.lower() == "in" else "1",
-            "Line": line,
+            "Line": or_blank(line),
             "ClientGUID": "*",
             "CallID": call_id,
             "System": system,
         }
-        return generate_action(4, fields)
+        return generate_action(4, fields, call_ids)
     # smsstatus: ours; the vendor's console has no command for type 256
     dst, result, guid, call_id, system = take_args(rest, 2, 3, syntax)
     assert result is not None
@@ -184,8 +271,72 @@ def parse_generate(words: list[str]) -> Action:
     return generate_action(256, fields)
 
 
-def parse_command(line: str) -> Action | None:
+CONNECT_SYNTAX = {
+    "connect": "Connect <host>:<port> <client guid> [ssl]",
+    "connectex": "ConnectEx <host>:<port> <client guid> <client type> [extension] [ssl]",
+    "connectmask": "ConnectMask <host>:<port> <client guid> <mask> [client type] [extension] [ssl]",
+}
+
+
+def server_address(address: str, secure: bool) -> str:
+    """``host:port`` (the vendor's form; ``ws://…`` too) → the URL; ``ssl``: ``wss://``."""
+    text = address if "://" in address else ("wss://" if secure else "ws://") + address
+    if secure and not text.lower().startswith("wss://"):
+        raise CommandError(
+            Text(
+                f"ssl needs a wss:// address, not {address!r}",
+                f"для ssl нужен адрес wss://, а не {address!r}",
+            )
+        )
+    try:
+        return protocol.normalize_server_url(text)
+    except protocol.ProtocolError as exc:
+        raise CommandError(
+            Text(f"bad address {address!r}: {exc}", f"неверный адрес {address!r}: {exc}")
+        ) from None
+
+
+def parse_connect(name: str, words: list[str]) -> Action:
+    """Connect / ConnectEx / ConnectMask (PROTOCOL.md §6; the arguments of the last two
+    are ours: the vendor's help only names them)."""
+    syntax = CONNECT_SYNTAX[name]
+    secure = False
+    if words and words[-1].lower() in ("ssl", "proxy"):
+        if words[-1].lower() == "proxy":
+            raise CommandError(
+                Text(
+                    "proxy is not supported here: connect directly (ssl for wss://)",
+                    "proxy здесь не поддерживается: подключайтесь напрямую (ssl — это wss://)",
+                )
+            )
+        secure, words = True, words[:-1]
+    client_type: str | None = DIAG_CLIENT_TYPE
+    phone: str | None = ""
+    mask = DIAG_MASK
+    if name == "connect":
+        address, guid = take_args(words, 2, 0, syntax)
+    elif name == "connectex":
+        address, guid, client_type, phone = take_args(words, 3, 1, syntax)
+    else:
+        address, guid, mask_text, client_type, phone = take_args(words, 3, 2, syntax)
+        assert mask_text is not None
+        mask = int(int_arg(mask_text, "mask"))
+        if mask < 0:
+            raise CommandError(Text("mask must not be negative", "маска не бывает отрицательной"))
+    assert address is not None and guid is not None
+    target = ConnectTarget(
+        server_address(address, secure),
+        guid,
+        client_type or DIAG_CLIENT_TYPE,
+        phone or "",
+        mask,
+    )
+    return Action("connect", target=target)
+
+
+def parse_command(line: str, call_ids: CallIds = CALL_IDS) -> Action | None:
     """One console line → its :class:`Action`; ``None`` for a blank line or a comment.
+    ``call_ids`` makes the CallIDs a Generate line does not give.
 
     Raises :class:`CommandError` for anything that can't be run.
     """
@@ -223,7 +374,7 @@ def parse_command(line: str) -> Action | None:
             ),
         )
     if name == "generate":
-        return parse_generate(rest)
+        return parse_generate(rest, call_ids)
     if name == "sms":
         syntax = "Sms <from> <to> <CRM GUID> <CallID> <base64 text> [serviceInfo]"
         src, dst, guid, call_id, text, system = take_args(rest, 5, 1, syntax)
@@ -235,26 +386,17 @@ def parse_command(line: str) -> Action | None:
         return Action(
             "request", lambda rid: protocol.simulation_request(on, rid, protocol_version=PV)
         )
-    if name == "events":
-        if not rest:
-            return Action("events", events=None)
-        return Action("events", events=on_off(rest, "Events [on|off]"))
+    if name == "events":  # toggles, whatever follows: the vendor's "events on" does too
+        return Action("events")
     if name in ("help", "?"):
         return Action("help")
     if name in ("quit", "exit"):
         return Action("quit")
-    if name == "connect":
-        raise CommandError(
-            Text(
-                "give the address on the command line: pz-excel diag ws://HOST:PORT",
-                "укажите адрес в командной строке: pz-excel diag ws://ХОСТ:ПОРТ",
-            )
-        )
+    if name in CONNECT_SYNTAX:
+        return parse_connect(name, rest)
     raise CommandError(
         Text(
             f"unknown command {words[0]!r}; Help lists the commands",
             f"неизвестная команда {words[0]!r}; список команд — Help",
         )
     )
-
-

@@ -113,6 +113,8 @@ class ServerThread:
 
         self.log_lines: list[str] = []
         self.transfers: dict[str, str] = {}
+        # (GUID, the close code its client sent back) per ended connection, in order.
+        self.closes_received: list[tuple[str, int | None]] = []
 
         # One re-entrant lock guards all state; the Condition lets threads wait on it.
         self._lock = threading.RLock()
@@ -389,6 +391,7 @@ class ServerThread:
             pass
         finally:
             with self._lock:
+                self.closes_received.append((session.guid, ws.close_code))
                 self._unregister(session)
             session.queue.put_nowait(None)  # flush what is queued, then end the writer
             with contextlib.suppress(asyncio.TimeoutError):
