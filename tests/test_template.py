@@ -52,7 +52,7 @@ def test_sheets_tables_headers_and_layout(tmp_path, lang):
     )
     wb = load_workbook(path)
     assert wb.sheetnames == [s.title(lang) for s in (CONTACTS, MANAGERS, CALLS, SETTINGS)]
-    for sheet, rows in ((CONTACTS, 2), (MANAGERS, 1), (CALLS, 1), (SETTINGS, 4)):
+    for sheet, rows in ((CONTACTS, 2), (MANAGERS, 1), (CALLS, 1), (SETTINGS, len(SETTING_ROWS))):
         ws = wb[sheet.title(lang)]
         headers = [col.header(lang) for col in sheet.columns]
         assert [c.value for c in ws[1]] == headers
@@ -81,7 +81,7 @@ def test_sheets_tables_headers_and_layout(tmp_path, lang):
     assert calls["B2"].value == ("входящий" if lang == "ru" else "incoming")
     assert calls["M2"].value == ("да" if lang == "ru" else "yes")
     settings = wb[SETTINGS.title(lang)]
-    labels = [settings.cell(r, 1).value for r in range(2, 6)]
+    labels = [settings.cell(r, 1).value for r in range(2, 2 + len(SETTING_ROWS))]
     assert labels == [pair[1 if lang == "ru" else 0] for pair in SETTING_ROWS.values()]
     assert read_settings_sheet(path) == {"server": "wss://pbx.example:10150", "phone": "101"}
     assert settings["B3"].data_type == "s"

@@ -28,7 +28,7 @@ def PZ_STATUS():
 @xw.func(category=CATEGORY)
 @xw.arg("number", doc=_NUMBER_DOC)
 def PZ_NORMALIZE(number):
-    """The phone number in one readable format (works without the agent). / Номер телефона в едином читаемом виде (без агента)."""  # noqa: E501
+    """The phone number in one readable format; a local 555-00-00 gets the Settings area code from the agent. / Номер телефона в едином виде; местному номеру код города даёт агент."""  # noqa: E501
     return udf_logic.pz_normalize(number)
 
 

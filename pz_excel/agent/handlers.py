@@ -72,6 +72,7 @@ class ApiHandlers:
             "state_text": str(state.text),
             "retry_in": state.retry_in,
             "phone": self.config.phone,
+            "area_code": self.config.area_code,
             "server": self.config.settings.url,
             "workbook": str(self.config.workbook),
             "journal": str(self.config.journal),
@@ -88,11 +89,23 @@ class ApiHandlers:
     def api_status(self, params: dict, body: dict) -> dict:
         return self.status()
 
+    def _normalize(self, number: object) -> str | None:
+        """``phones.normalize`` with this workbook's area code (as its contacts were)."""
+        return phones.normalize(number, area_code=self.config.area_code)
+
+    def check_dial(self, number: str) -> str:
+        """``number`` stripped, or ``ApiError`` 400 saying why it is not dialled (the rule:
+        ``phones.dial_problem``). Before anything is written: a refused number leaves no
+        trace in the journal or on the Calls sheet."""
+        number = (number or "").strip()
+        problem = phones.dial_problem(number, self.config.phone, self.config.area_code)
+        if problem is not None:
+            raise ApiError(400, problem)
+        return number
+
     def place_call(self, number: str) -> protocol.Response:
         assert self.client is not None and self.journal is not None
-        number = (number or "").strip()
-        if not number:
-            raise ApiError(400, Text("no number to call", "нет номера для звонка"))
+        number = self.check_dial(number)
         journal = self.journal
         self.inbox.store(lambda: journal.record("request", {"method": "Call", "to": number}))
         try:
@@ -106,7 +119,7 @@ class ApiHandlers:
 
     def api_call(self, params: dict, body: dict) -> dict:
         assert self.journal is not None
-        number = str(body.get("number") or "")
+        number = self.check_dial(str(body.get("number") or ""))  # before the once-key
         once_key = str(body.get("once_key") or "")
         now = datetime.now()
         if once_key:
@@ -167,13 +180,13 @@ class ApiHandlers:
     def api_calls(self, params: dict, body: dict) -> dict:
         assert self.journal is not None
         limit = max(1, min(int(params.get("limit") or 50), 1000))
-        key = phones.normalize(params["number"]) if params.get("number") else None
+        key = self._normalize(params["number"]) if params.get("number") else None
         rows = self.journal.recent_calls(limit=limit, number_key=key)
         return {"calls": [_row_json(r) for r in rows]}
 
     def api_lookup(self, params: dict, body: dict) -> dict:
         number = params.get("number", "")
-        key = phones.normalize(number)
+        key = self._normalize(number)
         contact = self.index.lookup(number) if key else None
         payload: dict[str, Any] = {
             "number": number,
@@ -195,7 +208,7 @@ class ApiHandlers:
 
     def api_stats(self, params: dict, body: dict) -> dict:
         assert self.journal is not None
-        key = phones.normalize(params.get("number", ""))
+        key = self._normalize(params.get("number", ""))
         if key is None:
             raise ApiError(400, Text("not a phone number", "это не номер телефона"))
         days = params.get("days")
@@ -218,7 +231,14 @@ class ApiHandlers:
         live = self.book.read_live_contacts()
         if live is not None:  # open in Excel: take what the user sees, saved or not
             contacts, managers = live
-            self.watcher.swap(build_index(contacts, managers or None, source=self.config.workbook))
+            self.watcher.swap(
+                build_index(
+                    contacts,
+                    managers or None,
+                    source=self.config.workbook,
+                    area_code=self.config.area_code,
+                )
+            )
         else:
             error = self.watcher.refresh()
             if error is not None:

@@ -8,6 +8,7 @@ at any point loses nothing that was received, and a restart writes what was pend
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -30,7 +31,8 @@ from pz_excel.books import BookLocked, BookUnpatchable, CallsBook
 from pz_excel.books.filebook import FileBook
 from pz_excel.books.switch import SwitchingBook
 from pz_excel.connector.client import ConnectionState, ConnectorClient, TlsOptions
-from pz_excel.crm.contacts import ContactIndex, ContactsWatcher
+from pz_excel.crm import phones
+from pz_excel.crm.contacts import ContactIndex, ContactsWatcher, load_index
 from pz_excel.crm.routing import Decision, decide
 from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import Text, UserError
@@ -50,6 +52,7 @@ class AgentConfig:
     client_type: str = "excel"
     guid: str = ""
     fallback: str = ""
+    area_code: str = ""  # digits: local numbers are this city's (crm/phones.py)
     tls: TlsOptions | None = None
     journal: Path | None = None
     save_interval: float = 1.0
@@ -146,9 +149,15 @@ class Agent(ApiHandlers):
 
     def _start_parts(self) -> None:
         cfg = self.config
-        self.journal = Journal(cfg.journal)
+        self.journal = Journal(
+            cfg.journal, normalize=functools.partial(phones.normalize, area_code=cfg.area_code)
+        )
         # Contacts first: a bad workbook is a user error before we touch the network.
-        self.watcher = ContactsWatcher(cfg.workbook, on_reload=self._on_contacts_reload)
+        self.watcher = ContactsWatcher(
+            cfg.workbook,
+            on_reload=self._on_contacts_reload,
+            loader=functools.partial(load_index, area_code=cfg.area_code),
+        )
         # The call-row mapping is given the contacts (the crm layer), not a callback into
         # the agent: journal → calllog → contacts, one way down.
         self.mapper = CallMapper(lookup=self.watcher.name_and_owner)

@@ -71,6 +71,14 @@ def settings_values(cells: Mapping[str, SettingCell]) -> dict[str, str]:
     return {key: cell.value for key, cell in cells.items() if cell.value}
 
 
+def area_code_setting(values: Mapping[str, str], given: str | None = None) -> str:
+    """The area code (digits, "" for none): ``given`` (``--area-code``) or the sheet's;
+    a bad one is a ``UserError`` (the rule: ``phones.parse_area_code``)."""
+    from pz_excel.crm.phones import parse_area_code
+
+    return parse_area_code(given if given else values.get("area_code"))
+
+
 def read_settings_sheet(book: Path) -> dict[str, str]:
     """Values of the Settings sheet of the file ``book``; {} if it or the sheet is absent."""
     from pz_excel.crm.contacts import read_small_sheet

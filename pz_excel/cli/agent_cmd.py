@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from pz_excel import paths
-from pz_excel.books.settings import read_settings_sheet
+from pz_excel.books.settings import area_code_setting, read_settings_sheet
 from pz_excel.cli.console_log import setup_logging
 from pz_excel.i18n import Text, UserError, current_lang
 
@@ -44,6 +44,7 @@ def build_config(
     lang: str | None = None,
     tls=None,
     journal=None,
+    area_code: str | None = None,
 ):
     from pz_excel.agent.lifecycle import AgentConfig
     from pz_excel.connector.credentials import get_password
@@ -81,6 +82,7 @@ def build_config(
         client_type=client_type or sheet.get("client_type") or "excel",
         guid=guid or "",
         fallback=fallback or sheet.get("fallback") or "",
+        area_code=area_code_setting(sheet, area_code),
         lang=lang,
         tls=tls,
         journal=journal,
@@ -99,6 +101,11 @@ def build_config(
 @click.option("--client-type", default=None, help="Client type (licence), default excel.")
 @click.option("--guid", default=None, help="Client GUID (default: the extension).")
 @click.option("--fallback", default=None, help="Extension for unknown callers.")
+@click.option(
+    "--area-code",
+    default=None,
+    help="City area code, e.g. 343: 5-7 digit numbers are then that city's (or Settings sheet).",
+)
 @click.option("--pin-sha256", default=None, help="Pinned SHA-256 of the wss certificate.")
 @click.option(
     "--legacy-tls", is_flag=True, help="Allow TLS 1.0 for old connectors (needs --pin-sha256)."
@@ -113,6 +120,7 @@ def run_command(
     client_type: str | None,
     guid: str | None,
     fallback: str | None,
+    area_code: str | None,
     pin_sha256: str | None,
     legacy_tls: bool,
     ca_file: str | None,
@@ -131,6 +139,7 @@ def run_command(
         guid,
         fallback,
         tls=_tls_options(pin_sha256, legacy_tls, ca_file),
+        area_code=area_code,
     )
     agent = Agent(config).start()
     click.echo(

@@ -20,11 +20,21 @@ from pz_excel.i18n import Text, current_lang
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @click.option("--server", default="", help="Connector URL to put on the Settings sheet.")
 @click.option("--phone", default="", help="Your extension, for the Settings sheet.")
-def init_command(book: Path, lang: str | None, force: bool, server: str, phone: str) -> None:
+@click.option(
+    "--area-code",
+    default="",
+    help="City area code for local 5-7 digit numbers, e.g. 343 (Settings sheet).",
+)
+def init_command(
+    book: Path, lang: str | None, force: bool, server: str, phone: str, area_code: str
+) -> None:
     """Write the CRM workbook template (Contacts, Managers, Calls, Settings)."""
     from pz_excel.books.template import write_template
+    from pz_excel.crm.phones import parse_area_code
 
     lang = lang or current_lang()
-    settings = {k: v for k, v in {"server": server, "phone": phone}.items() if v}
+    area_code = parse_area_code(area_code)  # a bad code is refused before the file is written
+    given = {"server": server, "phone": phone, "area_code": area_code}
+    settings = {k: v for k, v in given.items() if v}
     path = write_template(book, lang=lang, force=force, settings=settings or None)
     click.echo(str(Text(f"Workbook written: {path}", f"Книга создана: {path}")))

@@ -140,8 +140,9 @@ def _texts(values: Sequence[object]) -> list[str]:
 class ContactsBuilder:
     """Turns columns of cell values into the phone-key dict of packed records."""
 
-    def __init__(self, title: str, phone_letters: str, warnings: Warnings):
+    def __init__(self, title: str, phone_letters: str, warnings: Warnings, area_code: str = ""):
         self.title = title
+        self.area_code = area_code  # phones.normalize's: local numbers of this city
         self.phone_letters = phone_letters
         self.warnings = warnings
         self.by_key: dict[int | str, Record] = {}
@@ -156,7 +157,7 @@ class ContactsBuilder:
         companies: Sequence[object],
     ) -> None:
         """Aligned columns of one batch of sheet rows. Rows without a phone are skipped."""
-        keys = phones.normalize_many(phone_values)
+        keys = phones.normalize_many(phone_values, area_code=self.area_code)
         names = no_separator(_texts(names))
         owners = no_separator(_texts(owners))
         companies = no_separator(_texts(companies))
@@ -228,8 +229,19 @@ class ContactsBuilder:
         for part in parts:
             if isinstance(part, str) and not part.strip():
                 continue
-            key = phones.normalize(part)
-            if key is None:
+            key = phones.normalize(part, area_code=self.area_code)
+            mismatch = phones.local_mismatch(part, self.area_code) if key is None else None
+            if mismatch is not None:
+                got, want = mismatch
+                self.warnings.add(
+                    Text(
+                        f"{ref}: '{clip(part)}' has {got} digits, but a local number of "
+                        f"area code {self.area_code} has {want}: write it with its area code",
+                        f"{ref}: в «{clip(part)}» {got} цифр, а в местном номере с кодом "
+                        f"{self.area_code} их {want}: запишите номер с кодом города",
+                    )
+                )
+            elif key is None:
                 self.warnings.add(
                     Text(
                         f"{ref}: '{clip(part)}' is not a phone number",

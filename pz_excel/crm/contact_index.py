@@ -106,6 +106,7 @@ class ContactIndex:
         mtime: float = 0.0,
         fingerprint: tuple = (),
         build_seconds: float = 0.0,
+        area_code: str = "",
     ):
         self._by_key = by_key or {}
         # A tuple of bytes: the collector untracks it once and never walks it again.
@@ -116,10 +117,13 @@ class ContactIndex:
         self.mtime = mtime
         self.fingerprint = fingerprint  # what was read: (part, CRC-32, size) per zip member
         self.build_seconds = build_seconds
+        # The city whose local numbers the keys were built with (phones.normalize):
+        # callers and lookups are normalised with the same one, or they would not match.
+        self.area_code = area_code
 
     def lookup(self, number: object) -> Contact | None:
         """The contact with this phone number in any form, or ``None``. O(1)."""
-        key = phones.normalize(number)
+        key = phones.normalize(number, area_code=self.area_code)
         return None if key is None else self.lookup_key(key)
 
     def lookup_key(self, key: str) -> Contact | None:

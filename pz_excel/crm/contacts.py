@@ -67,9 +67,11 @@ def build_index(
     managers_title: str = MANAGERS.en,
     source: Path | None = None,
     mtime: float = 0.0,
+    area_code: str = "",
 ) -> ContactIndex:
     """An index from cell values already read (the live Excel backend).
 
+    ``area_code``: the Settings' area code (``phones.normalize``), "" for none.
     ``contact_rows`` / ``manager_rows`` are the sheets' used ranges as rows of values
     (titles and the header row included: the header is found as in a file), starting at
     sheet row ``first_row`` and column ``first_col`` (1-based) so that warnings name the
@@ -96,7 +98,7 @@ def build_index(
         p = cols[key] - offset
         return [row[p] if p < len(row) else None for row in data]
 
-    builder = ContactsBuilder(contacts_title, col_letters(cols["phone"]), warnings)
+    builder = ContactsBuilder(contacts_title, col_letters(cols["phone"]), warnings, area_code)
     builder.add_columns(
         range(header + 1, header + 1 + len(data)), *(column(key) for key in FIELDS)
     )
@@ -114,13 +116,15 @@ def build_index(
         source=source,
         mtime=mtime,
         build_seconds=time.perf_counter() - started,
+        area_code=area_code,
     )
 
 
 @without_gc
-def load_index(path: Path | str) -> ContactIndex:
+def load_index(path: Path | str, area_code: str = "") -> ContactIndex:
     """Read Contacts and Managers of an .xlsx/.xlsm file into a ``ContactIndex``.
 
+    ``area_code``: the Settings' area code (``phones.normalize``), "" for none.
     Raises ``UserError`` (bilingual, naming the sheet or column) when the file cannot be
     used; bad cells only add ``warnings``.
     """
@@ -144,7 +148,7 @@ def load_index(path: Path | str) -> ContactIndex:
         title, part = found
         header, cols = header_of(all_rows(book, part, HEADER_SCAN_ROWS), CONTACTS, title, book.name)
         warnings = Warnings()
-        builder = ContactsBuilder(title, col_letters(cols["phone"]), warnings)
+        builder = ContactsBuilder(title, col_letters(cols["phone"]), warnings, area_code)
         for rows, fields in read_columns(book, part, ColumnPlan(cols, FIELDS, header)):
             builder.add_columns(rows, *fields)
         found_managers = book.find_sheet(MANAGERS.names)
@@ -166,6 +170,7 @@ def load_index(path: Path | str) -> ContactIndex:
         mtime=mtime,
         fingerprint=fingerprint,
         build_seconds=time.perf_counter() - started,
+        area_code=area_code,
     )
 
 

@@ -56,9 +56,11 @@ def decide(
     """Where the transfer request ``call_id`` from ``caller`` should go.
 
     ``fallback``: extension for callers that cannot be routed to an owner ("" declines
-    them). ``me``: this agent's extension, only to say so in the reason.
+    them). ``me``: this agent's extension, only to say so in the reason. The caller ID is
+    normalised with the index's area code, as its contacts were (``5550000`` is then
+    the city's ``73435550000``).
     """
-    key = phones.normalize(caller)
+    key = phones.normalize(caller, area_code=index.area_code)
     contact = index.lookup_key(key) if key is not None else None
     return _decision(call_id, caller, key, contact, index.owner_extension, fallback, me)
 

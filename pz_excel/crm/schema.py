@@ -122,6 +122,8 @@ SETTING_ROWS: dict[str, tuple[str, str]] = {
     "phone": ("Extension", "Добавочный номер"),
     "client_type": ("Client type", "Тип клиента"),
     "fallback": ("Fallback extension", "Добавочный по умолчанию"),
+    # Local numbers (5–7 digits) in Contacts and caller IDs are this city's: crm/phones.py.
+    "area_code": ("Area code", "Код города"),
 }
 
 SHEETS = (CONTACTS, MANAGERS, CALLS, SETTINGS)

@@ -50,6 +50,7 @@ def agent_command(
         ("phone", "--phone"),
         ("client_type", "--client-type"),
         ("fallback", "--fallback"),
+        ("area_code", "--area-code"),
     ):
         value = (values.get(key) or "").strip()
         if value:

@@ -161,6 +161,10 @@ def _key(number: object) -> str:
         raise UserError(NO_NUMBER)
     key = phones.normalize(raw)
     if key is None:
+        # "555-00-00": a local number means something only with the workbook's area code,
+        # which the agent has (its Settings); it normalises what it is sent with it.
+        key = phones.local_digits(raw)
+    if key is None:
         raise UserError(NOT_A_NUMBER)
     return key
 
@@ -226,12 +230,16 @@ def pz_status(link: AgentLink | None = None) -> Value:
 
 
 @_safe
-def pz_normalize(number: object) -> Value:
-    """The number as people read it (``+7 343 011-22-33``); local, no agent needed."""
+def pz_normalize(number: object, link: AgentLink | None = None) -> Value:
+    """The number as people read it (``+7 343 011-22-33``); local, no agent needed —
+    except for a local number (``555-00-00``): only the workbook's area code (Settings,
+    which the agent read) says whose it is, so the agent is asked."""
     raw = cell_text(number)
     if not raw:
         return ""
     key = phones.normalize(raw)
+    if key is None and phones.local_digits(raw) is not None:
+        key = (link or LINK).get("/lookup", number=raw).get("key")
     return phones.display(key) if key else str(NOT_A_NUMBER)
 
 
