@@ -28,7 +28,7 @@ from pz_excel.i18n import UserError
 from pz_excel.protocol import codec as protocol
 from pz_excel.protocol.codec import ConnectSettings, Event, Response
 from pz_excel.tools.testserver import DUPLICATE_REASON, ServerThread
-from pz_excel.tools.testserver_events import belongs, build_event
+from pz_excel.tools.testserver_events import CallIds, belongs, build_event
 from tests import captures
 
 TIMEOUT = 5.0
@@ -192,8 +192,8 @@ def test_a_login_with_no_parameters_is_a_403() -> None:
         assert exc.value.status_code == 403
 
 
-def test_wrong_password_with_auth_close_gives_4008() -> None:
-    with ServerThread(password="secret", auth_close=True) as srv:
+def test_wrong_password_production_like_gives_4008() -> None:
+    with ServerThread(password="secret", production_like=True) as srv:
         client = Raw(srv, "101", password="nope")
         assert client.wait_close()[0] == 4008
         client.close()
@@ -238,18 +238,27 @@ def test_routing(server, connect, etype: int, fields: dict, expected: set[str]) 
     assert diag.sync() == [sent]  # the broadcast mask gets everything
 
 
-def test_client_guid_adds_a_recipient_but_keeps_normal_routing(server, connect) -> None:
+def test_client_guid_is_a_recipient_only_when_production_like(server, connect) -> None:
+    # PROTOCOL.md / issue 13: TestServer 1.1.2 sent `generate outans … GUID` to the `from`
+    # extension only; production connectors (production_like) also reach that GUID.
     a, b = connect("101"), connect("102", guid="js")
-    server.generate(2, {"From": "223322", "To": "101", "ClientGUID": "js", "CallID": "1000"})
-    assert [e.call_id for e in a.sync()] == ["1000"]
-    assert [e.call_id for e in b.sync()] == ["1000"]
-    server.generate(2, {"From": "223322", "To": "101", "ClientGUID": "*"})
-    assert len(a.sync()) == 2 and len(b.sync()) == 1
+    server.generate(16, {"From": "101", "To": "223322", "ClientGUID": "js", "CallID": "2000"})
+    assert [e.call_id for e in a.sync()] == ["2000"]
+    assert b.sync() == []
+    with ServerThread(production_like=True) as prod:
+        a2, b2 = connect("101", prod), connect("102", prod, guid="js")
+        prod.generate(2, {"From": "223322", "To": "101", "ClientGUID": "js", "CallID": "1000"})
+        assert [e.call_id for e in a2.sync()] == ["1000"]
+        assert [e.call_id for e in b2.sync()] == ["1000"]
+        prod.generate(2, {"From": "223322", "To": "101", "ClientGUID": "*"})
+        assert len(a2.sync()) == 2 and len(b2.sync()) == 1
+        a2.close()
+        b2.close()
 
 
 def test_event_attributes_as_in_the_captures() -> None:
     def keys(etype: int, fields: dict) -> list[str]:
-        event, _ = build_event(etype, fields)
+        event, _ = build_event(etype, fields, CallIds().next)
         assert re.fullmatch(r"\d{15}", event.call_id) or "CallID" in fields
         return [k for k in event.attrs if k not in ("type", "callID")]
 
@@ -272,12 +281,13 @@ def test_event_attributes_as_in_the_captures() -> None:
     assert keys(128, {"From": "1", "To": "2", "Smstext": "eA=="}) == ["from", "smstext", "to"]
     assert sorted(keys(256, {"To": "2", "Result": "1"})) == ["result", "to"]
     # Absent Line / Record are " "; every event without CallID gets a fresh one.
-    event, _ = build_event(4, {"From": "1", "To": "2"})
+    event, _ = build_event(4, {"From": "1", "To": "2"}, CallIds().next)
     assert event.attrs["line"] == " " and event.attrs["record"] == " "
-    ids = {build_event(1, {"From": "1"})[0].call_id for _ in range(20)}
+    call_ids = CallIds()
+    ids = {build_event(1, {"From": "1"}, call_ids.next)[0].call_id for _ in range(20)}
     assert len(ids) == 20
     # Outgoing history belongs to "from", incoming to "to".
-    out, _ = build_event(4, {"From": "101", "To": "223322", "Direction": "1"})
+    out, _ = build_event(4, {"From": "101", "To": "223322", "Direction": "1"}, CallIds().next)
     assert belongs(out, "101") and not belongs(out, "223322")
 
 
@@ -422,15 +432,8 @@ def test_transfer_first_non_empty_answer_wins(server, connect) -> None:
     assert c.request(lambda rid: protocol.transfer_request(call_id, "103", rid)).ok
     assert a.request(lambda rid: protocol.transfer_request(call_id, "101", rid)).ok  # late
     assert server.transfers[call_id] == "103"
-    ring = c.next_event()
-    assert (ring.type, ring.call_id, ring.from_, ring.line, ring.to) == (
-        2,
-        call_id,
-        "73430112233",
-        "3",
-        "103",
-    )
-    assert a.sync() == [] and b.sync() == []
+    # TestServer 1.1.2 sends no type-2 ring after a taken transfer (issue 13).
+    assert a.sync() == [] and b.sync() == [] and c.sync() == []
     assert f"Transfer event from CRM: callID = {call_id}, dst = 103" in server.log_lines
     assert f"Transfer event from CRM: callID = {call_id}, dst = 101" not in server.log_lines
 
@@ -460,10 +463,27 @@ def test_transfer_race_of_three_clients(server, connect) -> None:
     assert winner in ("101", "103")
     wins = [x for x in server.log_lines if x.startswith("Transfer event from CRM")]
     assert wins == [f"Transfer event from CRM: callID = {req.call_id}, dst = {winner}"]
-    assert clients[winner].next_event().type == 2
-    for ext, client in clients.items():
-        if ext != winner:
-            assert client.sync() == []
+    for client in clients.values():
+        assert client.sync() == []
+
+
+def test_a_taken_transfer_rings_only_when_production_like(connect) -> None:
+    with ServerThread(production_like=True) as srv:
+        a, c = connect("101", srv), connect("103", srv)
+        (req,) = srv.generate(1, {"From": "73430112233", "Line": "3", "System": "info"})
+        assert a.next_event() == req and c.next_event() == req
+        assert c.request(lambda rid: protocol.transfer_request(req.call_id, "103", rid)).ok
+        ring = c.next_event()
+        assert (ring.type, ring.call_id, ring.from_, ring.line, ring.to) == (
+            2,
+            req.call_id,
+            "73430112233",
+            "3",
+            "103",
+        )
+        assert a.sync() == []
+        a.close()
+        c.close()
 
 
 def test_transfer_declined_by_all_and_unknown_call(server, connect) -> None:
@@ -492,9 +512,18 @@ def test_call_is_logged_unescaped(server, connect) -> None:
     assert client.sync() == []  # simulation is off: no events
 
 
-def test_simulated_call_plays_8_16_4(server, connect) -> None:
+def test_simulation_on_plays_nothing_as_testserver(server, connect) -> None:
     client = connect("101")
-    other = connect("102")
+    assert client.request(lambda rid: protocol.simulation_request(True, rid)).ok
+    assert server.simulation
+    assert client.request(lambda rid: protocol.call_request("101", "555", rid)).ok
+    assert client.sync() == []  # TestServer 1.1.2 produced no events (issue 13)
+
+
+def test_simulated_call_plays_8_16_4(connect) -> None:
+    server = ServerThread(production_like=True, simulate_delay=0.01).start()
+    client = connect("101", server)
+    other = connect("102", server)
     assert client.request(lambda rid: protocol.simulation_request(True, rid)).ok
     assert server.simulation
     assert client.request(lambda rid: protocol.call_request("101", "555", rid)).ok
@@ -506,10 +535,13 @@ def test_simulated_call_plays_8_16_4(server, connect) -> None:
     assert other.sync() == []
     assert client.request(lambda rid: protocol.simulation_request(False, rid)).ok
     assert not server.simulation
+    client.close()
+    other.close()
+    server.stop()
 
 
 def test_simulated_transfer_plays_2_32_4() -> None:
-    with ServerThread(simulate=True, simulate_delay=0.01) as srv:
+    with ServerThread(production_like=True, simulate=True, simulate_delay=0.01) as srv:
         client = Raw(srv, "101")
         (req,) = srv.generate(1, {"From": "73430112233", "Line": "2"})
         assert client.next_event().type == 1

@@ -57,7 +57,7 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
     started = time.monotonic()
     decisions: list = []
     step(Text("Starting the built-in test connector", "Запускаем встроенный тестовый коннектор"))
-    server = ServerThread(host="127.0.0.1", port=0).start()
+    server = ServerThread(host="127.0.0.1", port=0, production_like=True).start()
     agent = None
     try:
         step(

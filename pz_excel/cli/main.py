@@ -24,6 +24,9 @@ COMMANDS = {
     "diag": ("pz_excel.tools.diag:command", "diagnostic console for a connector"),
     "addin": ("pz_excel.excel.addin:command", "build, install or remove the Excel ribbon add-in"),
     "bench": ("bench.__main__:command", "run the benchmarks and print the figures"),
+    "password": ("pz_excel.cli.password_cmd:password_command", "store the connector password"),
+    "contact": ("pz_excel.cli.contact_cmd:contact_command", "add a contact through the agent"),
+    "sms": ("pz_excel.cli.sms_cmd:sms_command", "send an SMS through the agent"),
 }
 
 

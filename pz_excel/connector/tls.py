@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import ssl
+import warnings
 from pathlib import Path
 
 
@@ -29,19 +30,27 @@ def normalize_fingerprint(value: str) -> str:
     return text
 
 
-def self_signed_cert(directory: str | Path, host: str = "127.0.0.1") -> tuple[Path, Path, str]:
+def self_signed_cert(
+    directory: str | Path, host: str = "127.0.0.1", *, rsa: bool = False
+) -> tuple[Path, Path, str]:
     """Write ``cert.pem`` and ``key.pem`` for ``host`` into ``directory``.
 
-    Returns (cert path, key path, SHA-256 fingerprint). Valid for a year from now.
+    Returns (cert path, key path, SHA-256 fingerprint). Valid for a year from now. An EC
+    key by default; ``rsa`` for the legacy mode, whose ``AES256-SHA`` needs an RSA key.
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
     from cryptography.x509.oid import NameOID
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key: ec.EllipticCurvePrivateKey | rsa_keys.RSAPrivateKey
+    if rsa:
+        key = rsa_keys.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     try:
         alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
@@ -74,7 +83,20 @@ def self_signed_cert(directory: str | Path, host: str = "127.0.0.1") -> tuple[Pa
     return cert_path, key_path, fingerprint_sha256(cert.public_bytes(serialization.Encoding.DER))
 
 
-def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+#: What ``TestServer -s`` negotiated with a legacy client (PROTOCOL.md §5).
+LEGACY_SERVER_CIPHERS = "AES256-SHA:@SECLEVEL=0"
+
+
+def server_context(cert: str | Path, key: str | Path, *, legacy: bool = False) -> ssl.SSLContext:
+    """A TLS server context; ``legacy``: TLS 1.0 only with ``AES256-SHA`` at security level
+    0, as the vendor's ``TestServer -s`` (its Diagnostic offers nothing newer). Opt-in only:
+    modern clients refuse it unless their own legacy mode is on."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if legacy:
+        with warnings.catch_warnings():  # TLSv1 is deprecated: that is the point here
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1
+        ctx.set_ciphers(LEGACY_SERVER_CIPHERS)
     ctx.load_cert_chain(str(cert), str(key))
     return ctx

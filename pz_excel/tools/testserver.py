@@ -1,13 +1,20 @@
 """A stand-in for the vendor's TestServer 1.1.2, on ``websockets`` (asyncio), any OS.
 
-It behaves as observed in ``shared/protocol/captures`` (where PROTOCOL.md and a capture
-differ, the capture wins): both login forms; a wrong password as TestServer 1.1.2 answers
-it (query form with a wrong ``CID``: accepted, then closed 4008 "Invalid password"; no
-``CID``, or the header form: HTTP 403; or close 4008 "Authorization error" for all with
-``auth_close``, as production connectors do), one connection per GUID (4009),
-base64 frames over ``ws://`` and raw XML over ``wss://``, event routing by extension and
-broadcast mask, replay of missed call history, the first-answer-wins transfer race, and
-an optional simulation of call progress.
+By default it behaves exactly as TestServer 1.1.2 was observed to (PROTOCOL.md and
+``shared/protocol/captures``; where they differ, the capture wins), and is never kinder:
+both login forms; a wrong password as the vendor answers it (query form with a wrong
+``CID``: accepted, then closed 4008 "Invalid password"; no ``CID``, the header form, or no
+parameters at all: HTTP 403); one connection per GUID (4009); base64 frames over ``ws://``
+and raw XML over ``wss://`` (events there end with ``\0``); event routing by extension
+and broadcast mask (PROTOCOL.md §1); replay of missed call history; the first-answer-wins
+transfer race; one ping timer for all clients (payload ``server ping string``); call IDs
+``(unix second << 18) | n`` with ``n`` counting up, as in the captures; requests answered as
+in :mod:`pz_excel.tools.testserver_requests`.
+
+``production_like=True`` (``--production-like``) adds what production connectors do and
+TestServer does not, for the demo: a wrong password closes 4008 "Authorization error" for
+every login form, ``ClientGUID`` of a ``Generate`` also reaches that GUID, a taken transfer
+rings (type 2), and ``Simulation on`` plays call progress after ``Call`` and ``Transfer``.
 
 Two ways to run it:
 
@@ -42,7 +49,8 @@ from websockets.http11 import Response as HttpResponse
 
 from pz_excel.protocol import codec as protocol
 from pz_excel.protocol.codec import Event
-from pz_excel.tools.testserver_events import belongs, build_event, new_call_id
+from pz_excel.tools.testserver_events import CallIds, belongs, build_event
+from pz_excel.tools.testserver_requests import SIMULATION_TASK, RequestsMixin
 from pz_excel.tools.testserver_state import (
     QUIET,
     HeaderView,
@@ -55,16 +63,17 @@ from pz_excel.tools.testserver_state import (
     peer_ip,
 )
 
-DEFAULT_VERSION = "Test Server v1.1.2 (pz-excel)"
+DEFAULT_VERSION = "Test Server v1.1.2"  # GetVersion, exactly as the vendor's
+SERVER_HEADER = "WebSocket++/0.2.0dev"  # the vendor's upgrade response (diagnostic capture)
+PING_INTERVAL = 31.0  # seconds: TestServer 1.1.2 pings every client at once about this often
+PING_PAYLOAD = b"server ping string"  # the vendor's ping payload
 #: Close reason of the older connection of a GUID that logged in again (capture wording).
 DUPLICATE_REASON = "User with the same GUID is connected"
-AUTH_REASON = "Authorization error"  # production connectors (auth_close)
+AUTH_REASON = "Authorization error"  # production connectors (production_like)
 INVALID_PASSWORD_REASON = "Invalid password"  # TestServer 1.1.2, query form
 HISTORY_LIMIT = 10_000  # completed calls kept for replay
 PENDING_TRANSFER_LIMIT = 10_000  # transfer requests remembered for their answers
 LOG_LINES_LIMIT = 100_000  # ``log_lines`` is trimmed past this, so a long run stays small
-SIMULATED_DURATION = 4  # seconds of talk in simulated calls
-_SIMULATION = "pz-simulation"  # name of simulation tasks: cancelled at stop()
 
 _log = logging.getLogger(__name__)
 
@@ -72,7 +81,7 @@ _log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- the server
 
 
-class ServerThread:
+class ServerThread(RequestsMixin):
     """The test connector on its own asyncio loop in a daemon thread.
 
     ``start()`` returns once it listens; ``stop()`` closes every connection (1001) and
@@ -88,11 +97,11 @@ class ServerThread:
         password: str = "",
         *,
         ssl_context: ssl.SSLContext | None = None,
-        auth_close: bool = False,
+        production_like: bool = False,
         simulate: bool = False,
         simulate_delay: float = 0.05,
         log_path: str | Path | None = None,
-        ping_interval: float | None = 20.0,
+        ping_interval: float | None = PING_INTERVAL,
         version: str = DEFAULT_VERSION,
         on_log: Callable[[str], None] | None = None,
         close_timeout: float = 1.0,
@@ -101,7 +110,7 @@ class ServerThread:
         self.port = int(port)
         self.password = password
         self.ssl_context = ssl_context
-        self.auth_close = auth_close
+        self.production_like = production_like
         self.simulate_delay = simulate_delay
         self.log_path = Path(log_path) if log_path else None
         self.ping_interval = ping_interval
@@ -119,7 +128,8 @@ class ServerThread:
         # One re-entrant lock guards all state; the Condition lets threads wait on it.
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._simulate = simulate
+        self._simulate = simulate  # plays only when production_like
+        self._call_ids = CallIds()
         self._clients: dict[str, KnownClient] = {}  # by GUID, in first-login order
         self._history: deque[HistoryEntry] = deque(maxlen=HISTORY_LIMIT)
         self._pending: OrderedDict[str, PendingTransfer] = OrderedDict()
@@ -229,19 +239,31 @@ class ServerThread:
             self.port,
             process_request=self._process_request,
             ssl=self.ssl_context,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_interval,
+            ping_interval=None,  # one timer for all clients instead, as the vendor's
             close_timeout=self.close_timeout,
-            server_header=f"pz-excel {self.version}",
+            server_header=SERVER_HEADER,
             logger=QUIET,
         )
         sockets = self._server.sockets
         if sockets and self.port == 0:
             self.port = sockets[0].getsockname()[1]
+        if self.ping_interval:
+            self._spawn(self._ping_all(self.ping_interval), "pz-ping")
+
+    async def _ping_all(self, interval: float) -> None:
+        """Ping every connected client at once, every ``interval`` seconds (PROTOCOL.md §1).
+        No pong is awaited: the vendor was not seen dropping a client that did not answer."""
+        while True:
+            await asyncio.sleep(interval)
+            with self._lock:
+                sessions = self._sessions()
+            for session in sessions:
+                with contextlib.suppress(Exception):  # closing, or the last ping unanswered
+                    await session.ws.ping(PING_PAYLOAD)
 
     async def _shutdown(self) -> None:
         for task in list(self._tasks):
-            if task.get_name() == _SIMULATION:
+            if task.get_name() in (SIMULATION_TASK, "pz-ping"):
                 task.cancel()  # the 4009 closes must finish, or their sockets linger
         server, self._server = self._server, None
         if server is None:
@@ -289,7 +311,7 @@ class ServerThread:
         """
 
         def work() -> list[Event]:
-            event, target = build_event(event_type, fields)
+            event, target = build_event(event_type, fields, self._new_call_id)
             self._emit(event, target)
             return [event]
 
@@ -313,6 +335,9 @@ class ServerThread:
         """The GetClients rows: id, ip, type, GUID, Connected, PhoneNumber (as strings)."""
         with self._lock:
             return [c.row() for c in self._clients.values()]
+
+    def _new_call_id(self) -> str:
+        return self._call_ids.next()
 
     def set_simulation(self, on: bool) -> None:
         with self._lock:
@@ -359,7 +384,7 @@ class ServerThread:
         if login is None:  # TestServer 1.1.2: a login with no parameters is a 403 too
             self._log(f"Connection refused: no client GUID or extension, ip = {ip}")
             return ws.respond(http.HTTPStatus.FORBIDDEN, "Forbidden\n")
-        if login.password != self.password and not self.auth_close:
+        if login.password != self.password and not self.production_like:
             if login.form == "query" and login.cid_given:
                 return None  # PROTOCOL.md §1: accepted (101), then closed 4008, see _handler
             self._log(f"Authorization failed: GUID = {login.guid}, ip = {ip}")
@@ -373,9 +398,9 @@ class ServerThread:
         if login is None:  # refused in _process_request already
             return
         ip = peer_ip(ws)
-        if login.password != self.password:  # a query-form CID, or auth_close (production)
+        if login.password != self.password:  # a query-form CID, or production_like
             self._log(f"Authorization failed: GUID = {login.guid}, ip = {ip}")
-            await ws.close(4008, AUTH_REASON if self.auth_close else INVALID_PASSWORD_REASON)
+            await ws.close(4008, AUTH_REASON if self.production_like else INVALID_PASSWORD_REASON)
             return
         session = Session(ws, login, ip, raw=self.ssl_context is not None)
         session.writer = asyncio.get_running_loop().create_task(session.write_loop())
@@ -422,6 +447,7 @@ class ServerThread:
         self._log(
             f"Client connected: GUID = {login.guid}, type = {login.client_type}, "
             f"PhoneNumber = {login.phone}, ip = {session.ip}, login = {login.form}"
+            + (f", tls = {session.tls_version}" if session.tls_version else "")
         )
         self._replay(session)
         return older
@@ -441,14 +467,14 @@ class ServerThread:
             if session.guid not in entry.delivered
             and (
                 belongs(entry.event, session.phone, session.mask)
-                or entry.target_guid == session.guid
+                or (self.production_like and entry.target_guid == session.guid)
             )
         ]
         for n, entry in enumerate(owed, 1):
             attrs = dict(entry.event.attrs, missed="1")
             if n == len(owed):
                 attrs["missedFinal"] = "1"
-            session.send(Event(entry.event.type, entry.event.call_id, attrs).to_xml())
+            session.send_event(Event(entry.event.type, entry.event.call_id, attrs).to_xml())
             entry.delivered.add(session.guid)
         if owed:
             self._log(f"Missed events sent: GUID = {session.guid}, count = {len(owed)}")
@@ -459,7 +485,12 @@ class ServerThread:
         return [c.session for c in self._clients.values() if c.session is not None]
 
     def _emit(self, event: Event, target_guid: str = "") -> list[Session]:
-        """Route one event to its recipients; remember history and transfer requests."""
+        """Route one event to its recipients; remember history and transfer requests.
+
+        ``target_guid`` (a Generate's ``ClientGUID``) is a recipient only when production_like:
+        TestServer 1.1.2 sent ``generate outans … GUID`` to the ``from`` extension alone."""
+        if not self.production_like:
+            target_guid = ""
         recipients = [
             s
             for s in self._sessions()
@@ -467,7 +498,7 @@ class ServerThread:
         ]
         xml = event.to_xml()
         for session in recipients:
-            session.send(xml)
+            session.send_event(xml)
         if event.type == 4:
             self._history.append(HistoryEntry(event, target_guid, {s.guid for s in recipients}))
         elif event.type == 1:
@@ -488,7 +519,7 @@ class ServerThread:
         return recipients
 
     def _emit_fields(self, event_type: int, fields: Mapping[str, object | None]) -> Event:
-        event, target = build_event(event_type, fields)
+        event, target = build_event(event_type, fields, self._new_call_id)
         self._emit(event, target)
         return event
 
@@ -498,116 +529,3 @@ class ServerThread:
             await asyncio.sleep(self.simulate_delay)
             with self._lock:
                 self._emit_fields(event_type, fields)
-
-    # ------------------------------------------------------------------ requests
-
-    def _on_frame(self, session: Session, frame: str | bytes) -> None:
-        for message in protocol.decode_frame(frame):
-            if not isinstance(message, protocol.Request):
-                # Garbage, or XML that is no request: the vendor ignores it, no answer.
-                self._log(f"Request can't be decoded (GUID = {session.guid})")
-                continue
-            code, data, after = self._dispatch(session, message)
-            session.send(protocol.encode_response(code, message.request_id, data_xml=data))
-            if after is not None:
-                after()
-
-    def _dispatch(
-        self, session: Session, req: protocol.Request
-    ) -> tuple[int, str | None, Callable[[], None] | None]:
-        """(code, response data XML, what to do once the response is queued)."""
-        method = req.method
-        if method == "GetClients":
-            data = "".join(
-                protocol.client_element(
-                    c.index, c.ip, c.client_type, c.guid, c.session is not None, c.phone
-                )
-                for c in self._clients.values()
-            )
-            return 0, data, None
-        if method == "GetVersion":
-            return 0, protocol.version_element(self.version), None
-        if method == "Simulation":
-            self.set_simulation(req.get("Mode").strip().lower() == "on")
-            return 0, None, None
-        if method == "Call":
-            return 0, None, self._call_request(req.get("From"), req.get("To"))
-        if method == "Transfer":
-            return 0, None, self._transfer(session, req.get("CallID").strip(), req.get("To"))
-        if method == "Generate":
-            try:
-                event_type = int(req.get("Event").strip())
-            except ValueError:
-                self._log(f"Bad Generate request: Event = {req.get('Event')!r}")
-                return 2, None, None
-            self._emit_fields(event_type, req.fields)
-            return 0, None, None
-        self._log(f"Unknown method: {method!r} (GUID = {session.guid})")
-        return 2, None, None
-
-    def _call_request(self, src: str, dst: str) -> Callable[[], None] | None:
-        self._log(f"Call event from CRM: src = {src}, dst = {dst}")
-        if not self._simulate:
-            return None
-        call_id = new_call_id()
-        now = int(time.time())
-        steps = [
-            (8, {"From": src, "To": dst, "CallID": call_id}),
-            (16, {"From": src, "To": dst, "CallID": call_id}),
-            (
-                4,
-                {
-                    "From": src,
-                    "To": dst,
-                    "CallID": call_id,
-                    "Direction": "1",
-                    "Start": str(now),
-                    "End": str(now + SIMULATED_DURATION),
-                    "Duration": str(SIMULATED_DURATION),
-                },
-            ),
-        ]
-        return lambda: self._spawn(self._play(steps), _SIMULATION)
-
-    def _transfer(self, session: Session, call_id: str, dst: str) -> Callable[[], None] | None:
-        dst = dst.strip()
-        pending = self._pending.get(call_id)
-        if pending is None:
-            self._log(f"Transfer event from CRM: callID = {call_id}, dst = {dst} (unknown call)")
-            return None
-        if pending.winner is not None:
-            self._log(
-                f"Transfer answer ignored: callID = {call_id}, dst = {dst}, "
-                f"already transferred to {pending.winner}"
-            )
-            return None
-        if not dst:
-            pending.declined.add(session.guid)
-            self._log(f"Transfer declined by CRM: callID = {call_id}, GUID = {session.guid}")
-            if pending.asked and pending.asked <= pending.declined:
-                self._log(f"Transfer: nobody took the call, callID = {call_id}")
-            return None
-        pending.winner = dst
-        self.transfers[call_id] = dst
-        self._log(f"Transfer event from CRM: callID = {call_id}, dst = {dst}")
-        base = {"From": pending.caller, "To": dst, "CallID": call_id, "Line": pending.line}
-        if pending.system:
-            base["System"] = pending.system
-        simulate = self._simulate
-
-        def ring() -> None:
-            self._emit_fields(2, base)
-            if simulate:
-                now = int(time.time())
-                history = {
-                    **base,
-                    "Direction": "0",
-                    "Start": str(now),
-                    "End": str(now + SIMULATED_DURATION),
-                    "Duration": str(SIMULATED_DURATION),
-                }
-                self._spawn(self._play([(32, base), (4, history)]), _SIMULATION)
-
-        return ring
-
-

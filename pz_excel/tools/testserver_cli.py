@@ -15,7 +15,7 @@ import click
 from pz_excel.connector import tls as tlsutil
 from pz_excel.i18n import Text, UserError
 from pz_excel.protocol import codec as protocol
-from pz_excel.tools.testserver import ServerThread
+from pz_excel.tools.testserver import PING_INTERVAL, ServerThread
 
 # --------------------------------------------------------------------------- CLI
 
@@ -37,12 +37,38 @@ from pz_excel.tools.testserver import ServerThread
     "--self-signed", is_flag=True, help="Make a throwaway self-signed certificate for TLS."
 )
 @click.option(
-    "--auth-close",
+    "--legacy-tls",
     is_flag=True,
-    help="Wrong password: accept, then close with 4008 (as production connectors) "
-    "instead of refusing with HTTP 403 (as TestServer 1.1.2).",
+    help=str(
+        Text(
+            "Serve TLS 1.0 only with AES256-SHA, as the vendor's TestServer -s (its "
+            "Diagnostic offers nothing newer). Implies --ssl; never a default.",
+            "TLS 1.0 и только AES256-SHA, как TestServer -s производителя (его Diagnostic "
+            "не умеет новее). Включает --ssl; только по явному выбору.",
+        )
+    ),
 )
-@click.option("--simulate", is_flag=True, help="Play call progress after Call and Transfer.")
+@click.option(
+    "--production-like",
+    is_flag=True,
+    help=str(
+        Text(
+            "Add what production connectors do and TestServer 1.1.2 does not: wrong "
+            "password closes 4008 'Authorization error', a taken transfer rings (type 2), "
+            "Generate's GUID is honoured, call progress is simulated after Call/Transfer.",
+            "Добавить то, что делают рабочие коннекторы, а TestServer 1.1.2 нет: неверный "
+            "пароль — закрытие 4008 «Authorization error», звонок после перевода (тип 2), "
+            "GUID в Generate учитывается, ход звонка имитируется после Call/Transfer.",
+        )
+    ),
+)
+@click.option(
+    "--ping-interval",
+    default=PING_INTERVAL,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds between pings to all clients (0: none).",
+)
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Append the log here.")
 def command(
     host: str,
@@ -52,8 +78,9 @@ def command(
     cert: str | None,
     key: str | None,
     self_signed: bool,
-    auth_close: bool,
-    simulate: bool,
+    legacy_tls: bool,
+    production_like: bool,
+    ping_interval: float,
     log_path: str | None,
 ) -> None:
     """A stand-in for the vendor's TestServer 1.1.2 (Prostie Zvonki test connector).
@@ -69,14 +96,17 @@ def command(
             )
         )
     with contextlib.ExitStack() as stack:
-        context, fingerprint = tls_context(stack, use_ssl, cert, key, self_signed, host)
+        context, fingerprint = tls_context(
+            stack, use_ssl or legacy_tls, cert, key, self_signed, host, legacy=legacy_tls
+        )
         server = ServerThread(
             host,
             port,
             password,
             ssl_context=context,
-            auth_close=auth_close,
-            simulate=simulate,
+            production_like=production_like,
+            simulate=production_like,
+            ping_interval=ping_interval or None,
             log_path=log_path,
             on_log=lambda line: click.echo(line),
         )
@@ -114,8 +144,11 @@ def tls_context(
     key: str | None,
     self_signed: bool,
     host: str,
+    *,
+    legacy: bool = False,
 ) -> tuple[ssl.SSLContext | None, str]:
-    """--ssl with --cert/--key or --self-signed (either of those implies --ssl)."""
+    """--ssl with --cert/--key or --self-signed (either of those implies --ssl); ``legacy``:
+    TLS 1.0 as TestServer -s (a self-signed certificate is then RSA, as AES256-SHA needs)."""
     if not (use_ssl or cert or key or self_signed):
         return None, ""
     if self_signed and (cert or key):
@@ -128,8 +161,8 @@ def tls_context(
     if self_signed:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="pz-testserver-"))
         cert_name = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        cert_path, key_path, fingerprint = tlsutil.self_signed_cert(tmp, cert_name)
-        return tlsutil.server_context(cert_path, key_path), fingerprint
+        cert_path, key_path, fingerprint = tlsutil.self_signed_cert(tmp, cert_name, rsa=legacy)
+        return tlsutil.server_context(cert_path, key_path, legacy=legacy), fingerprint
     if not (cert and key):
         raise UserError(
             Text(
@@ -138,7 +171,7 @@ def tls_context(
             )
         )
     try:
-        context = tlsutil.server_context(cert, key)
+        context = tlsutil.server_context(cert, key, legacy=legacy)
         fingerprint = tlsutil.fingerprint_sha256(Path(cert).read_bytes())
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise UserError(

@@ -3,16 +3,31 @@ client each one belongs to (extension, broadcast mask)."""
 
 from __future__ import annotations
 
-import random
+import itertools
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from pz_excel.protocol.codec import Event
 
 
-def new_call_id() -> str:
-    """A fresh 15-digit call id, like the vendor's (``470667154161667``)."""
-    return str(random.randint(10**14, 10**15 - 1))
+class CallIds:
+    """Call IDs the server picks when a ``Generate`` gives none: ``(unix second << 18) | n``
+    with ``n`` counting up for the server's life. Read off the captures: the type-1 events
+    ``470667155996673`` and ``470667156520962`` of one session are ``n`` = 1 and 2 (at their
+    seconds), and the next server-picked one, in a later session, ``470667182735363``, is 3."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        with self._lock:
+            n = next(self._counter)
+        return str((int(time.time()) << 18) | (n & 0x3FFFF))
+
+
+SHARED_IDS = CallIds()  # for events built outside a server (tests, benchmarks)
 
 
 def direction_text(value: str) -> str:
@@ -21,12 +36,16 @@ def direction_text(value: str) -> str:
     return {"in": "0", "incoming": "0", "out": "1", "outgoing": "1"}.get(text, text or "0")
 
 
-def build_event(event_type: int, fields: Mapping[str, object | None]) -> tuple[Event, str]:
+def build_event(
+    event_type: int,
+    fields: Mapping[str, object | None],
+    new_call_id: Callable[[], str] | None = None,
+) -> tuple[Event, str]:
     """What the server emits for a ``Generate`` with these ``Data`` fields.
 
     Returns the event and the extra recipient GUID (``ClientGUID`` other than ``*``, else
     ``""``). Attribute sets per type are those of the captures; an absent Line (types
-    1/2/32/4) and Record (4) become ``" "``, an absent CallID a fresh random id.
+    1/2/32/4) and Record (4) become ``" "``, an absent CallID ``new_call_id()``.
     """
     values = {k: "" if v is None else str(v) for k, v in fields.items()}
 
@@ -37,7 +56,7 @@ def build_event(event_type: int, fields: Mapping[str, object | None]) -> tuple[E
         return val(name) or " "
 
     etype = int(event_type)
-    call_id = val("CallID").strip() or new_call_id()
+    call_id = val("CallID").strip() or (new_call_id or SHARED_IDS.next)()
     target = val("ClientGUID").strip()
     if target == "*":
         target = ""
@@ -86,14 +105,15 @@ def build_event(event_type: int, fields: Mapping[str, object | None]) -> tuple[E
 def belongs(event: Event, phone: str, mask: int = 0) -> bool:
     """Whether a client with this extension and broadcast mask gets ``event`` (as observed).
 
-    Type 1 goes to everybody; 2/32/256 to ``to``; 8/16/128 to ``from``; 4 to ``to`` when
-    incoming (direction 0) and to ``from`` when outgoing (1). A mask with the type's bit
-    gets every event of that type (Diagnostic logs in with 65535).
+    Own events: 2/32/256 to ``to``; 8/16/128 to ``from``; 4 to ``to`` when incoming
+    (direction 0) and to ``from`` when outgoing (1). ``BroadcastEventsMask`` (PROTOCOL.md
+    §1): a type whose bit is set comes for every extension; the type-1 transfer request
+    comes to a client whose mask is 0 or has bit 1, so mask 4 gets no type 1 at all.
     """
-    if mask & event.type:
-        return True
     etype = event.type
     if etype == 1:
+        return mask == 0 or bool(mask & 1)
+    if mask & etype:
         return True
     if not phone:
         return False
@@ -104,5 +124,3 @@ def belongs(event: Event, phone: str, mask: int = 0) -> bool:
     if etype == 4:
         return (event.from_ if event.direction == 1 else event.to) == phone
     return False
-
-

@@ -33,6 +33,8 @@ class Session:
         self.transport = protocol.Transport.RAW if raw else protocol.Transport.BASE64
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.writer: asyncio.Task[None] | None = None
+        ssl_object = ws.transport.get_extra_info("ssl_object") if ws.transport else None
+        self.tls_version: str = (ssl_object.version() or "") if ssl_object is not None else ""
 
     @property
     def guid(self) -> str:
@@ -48,6 +50,14 @@ class Session:
 
     def send(self, xml: str) -> None:
         self.queue.put_nowait(protocol.encode_frame(xml, self.transport))
+
+    def send_event(self, xml: str) -> None:
+        """An event: over ``wss://`` TestServer 1.1.2 ends each one with ``\\0`` (PROTOCOL.md
+        §2); over ``ws://`` the base64 carries the XML alone."""
+        if self.transport is protocol.Transport.RAW:
+            self.queue.put_nowait(xml + "\0")
+        else:
+            self.send(xml)
 
     async def write_loop(self) -> None:
         while True:
