@@ -94,3 +94,31 @@ def test_writes_go_where_the_values_were_read():
     cells = parse_settings(table)
     writes = setting_writes(cells, {"server": "ws://new:1", "phone": "101"}, len(table), "en")
     assert writes == [(1, 4, "ws://new:1"), (2, 3, "101")]
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_the_help_column_is_never_a_value(tmp_path, lang):
+    path = write_template(tmp_path / f"{lang}.xlsx", lang=lang)  # values empty, help beside
+    title = "Настройки" if lang == "ru" else "Settings"
+    assert both_paths(path, title) == ({}, {})
+    cells = parse_settings(ribbon_table(path, title))
+    # A value typed by the ribbon's Settings goes into the Value column, not over the help.
+    table = ribbon_table(path, title)
+    assert setting_writes(cells, {"phone": "101"}, len(table), lang) == [(3, 2, "101")]
+
+
+def test_help_by_hand_is_skipped_by_its_header_or_its_text(tmp_path):
+    from pz_excel.crm.schema import SETTING_HELP
+
+    path = write_sheet(
+        tmp_path / "h.xlsx",
+        [
+            [None, "Setting", "Value", None, "Help"],
+            [None, "Server URL", None, None, "ask the admin"],  # under "Help": no value
+            [None, "Extension", "102", None, "mine"],
+            [None, "Area code", SETTING_HELP["area_code"][1]],  # a help text moved by hand
+        ],
+    )
+    cli, ribbon = both_paths(path)
+    assert cli == ribbon == {"phone": "102"}
+    assert parse_settings(ribbon_table(path, "Settings"))["server"] == SettingCell(2, 3, "")

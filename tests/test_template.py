@@ -192,3 +192,76 @@ def test_settings_sheet_typed_by_hand_numbers_and_russian_labels(tmp_path):
     (tmp_path / "bad.xlsx").write_bytes(b"not a zip")
     with pytest.raises(UserError):
         read_settings_sheet(tmp_path / "bad.xlsx")
+
+
+# ---------------------------------------------------------------------- the Owner drop-down
+
+
+@pytest.mark.parametrize(("lang", "source"), [("en", "'Managers'!$A$2:$A$1000"),
+                                              ("ru", "'Менеджеры'!$A$2:$A$1000")])
+def test_owner_column_offers_the_managers_names(tmp_path, lang, source):
+    path = write_template(tmp_path / "crm.xlsx", lang, contacts=PEOPLE, managers=DEMO_MANAGERS)
+    wb = load_workbook(path)
+    (choice,) = wb[CONTACTS.title(lang)].data_validations.dataValidation
+    assert (choice.type, choice.formula1, str(choice.sqref)) == ("list", source, "C2:C1048576")
+    assert wb[MANAGERS.title(lang)]["A2"].value == DEMO_MANAGERS[0][0]  # what the list shows
+    # An extension typed instead is a valid owner too: a note to accept, never a refusal.
+    assert choice.allow_blank and choice.errorStyle == "information"
+    assert ("Менеджеры" if lang == "ru" else "Managers") in choice.error
+    fast = load_workbook(write_contacts_fast(tmp_path / "fast.xlsx", 3, lang=lang))
+    choices = fast[CONTACTS.title(lang)].data_validations.dataValidation
+    assert [v.formula1 for v in choices] == [source]
+
+
+def test_every_template_part_validates_against_the_ooxml_schemas(tmp_path):
+    import zipfile
+
+    from tests.ooxml_schema import validate
+
+    for lang in ("en", "ru"):
+        path = write_template(tmp_path / f"{lang}.xlsx", lang, contacts=PEOPLE, calls=[CALL])
+        with zipfile.ZipFile(path) as zf:
+            # docProps/core.xml is Dublin Core: the schemas here do not cover it
+            parts = {n: zf.read(n) for n in zf.namelist()
+                     if n.endswith((".xml", ".rels")) and n != "docProps/core.xml"}
+        assert b"<dataValidations" in parts["xl/worksheets/sheet1.xml"]
+        for name, data in parts.items():
+            assert validate(name, data) == [], (lang, name)
+
+
+def test_owner_list_survives_a_libreoffice_round_trip(tmp_path):
+    from tests.kitchen_sink import SOFFICE_MISSING, XLSX_FILTER, run_soffice, soffice
+
+    if soffice() is None:
+        pytest.skip(SOFFICE_MISSING)
+    path = write_template(tmp_path / "crm.xlsx", "ru", managers=DEMO_MANAGERS)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_soffice(["--convert-to", XLSX_FILTER, "--outdir", str(out), str(path)], cwd=out)
+    saved = out / "crm.xlsx"
+    assert proc.returncode == 0 and saved.is_file(), proc.stderr
+    (choice,) = load_workbook(saved)["Контакты"].data_validations.dataValidation
+    assert choice.type == "list" and "C2" in str(choice.sqref)
+    assert choice.formula1.replace("'", "").replace("$", "") == "Менеджеры!A2:A1000"
+
+
+# ---------------------------------------------------------------------- Settings help
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_every_setting_has_help_in_the_books_language(tmp_path, lang):
+    from pz_excel.crm.schema import SETTING_HELP
+
+    path = write_template(tmp_path / "crm.xlsx", lang, settings={"phone": "101"})
+    ws = load_workbook(path)[SETTINGS.title(lang)]
+    assert ws["C1"].value == ("Подсказка" if lang == "ru" else "Help")
+    assert ws.tables["Settings"].ref == f"A1:C{1 + len(SETTING_ROWS)}"
+    assert set(SETTING_HELP) == set(SETTING_ROWS)  # every row explained
+    for row, key in enumerate(SETTING_ROWS, start=2):
+        text = ws.cell(row, 3).value
+        assert text == SETTING_HELP[key][1 if lang == "ru" else 0]
+        cyrillic = any("а" <= ch <= "я" for ch in text.lower())
+        assert cyrillic == (lang == "ru"), text
+        assert "e.g." in text or "например" in text, text  # an example
+        assert f"--{key.replace('_', '-')}" in text, text  # where else it can be given
+    assert read_settings_sheet(path) == {"phone": "101"}  # help is never a value

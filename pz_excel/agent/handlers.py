@@ -28,6 +28,30 @@ log = logging.getLogger("pz_excel.agent.handlers")
 ONCE_GUARD_SECONDS = 3.0
 
 
+def empty_contacts_warning(contacts: int, fallback: str) -> Text | None:
+    """Said when Contacts has no usable rows (a new workbook starts so): no caller can be
+    matched, so smart transfer does nothing — easy to miss in a quiet "contacts loaded: 0".
+    The one text for the agent's log and ``status``."""
+    if contacts:
+        return None
+    fallback = (fallback or "").strip()
+    if fallback:
+        return Text(
+            "Contacts has no usable rows (a name and a phone): every caller goes to the "
+            f"fallback extension {fallback}, no smart transfer, until Contacts has rows",
+            "на листе «Контакты» нет ни одной строки с телефоном: все звонки уходят на "
+            f"добавочный по умолчанию {fallback}, умной переадресации нет, пока вы не "
+            "добавите контакты",
+        )
+    return Text(
+        "Contacts has no usable rows (a name and a phone): every caller will be declined "
+        "(no smart transfer; the PBX routes the call as usual) until Contacts has rows",
+        "на листе «Контакты» нет ни одной строки с телефоном: агент отклонит каждый звонок "
+        "(умной переадресации нет, АТС направит звонок как обычно), пока вы не добавите "
+        "контакты",
+    )
+
+
 def _row_json(row: CallRow) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.values().items():
@@ -78,13 +102,19 @@ class ApiHandlers:
             "journal": str(self.config.journal),
             "last_event": self.last_event,
             "contacts": len(self.index),
-            "warnings": [str(w) for w in self.index.warnings[:50]],
+            "warnings": self.warnings(),
             "pending_rows": stats.get("dirty", 0),
             "waiting_to_save": self.inbox.waiting,
             "journal_error": str(self.inbox.status()) if self.inbox.status() else None,
             "book": self.book.kind,
             "book_error": str(self.book_error) if self.book_error else None,
         }
+
+    def warnings(self) -> list[str]:
+        """What the user should fix, for ``status``: an empty Contacts first, then the
+        contact rows' problems."""
+        empty = empty_contacts_warning(len(self.index), self.config.fallback)
+        return ([str(empty)] if empty else []) + [str(w) for w in self.index.warnings[:50]]
 
     def api_status(self, params: dict, body: dict) -> dict:
         return self.status()

@@ -12,16 +12,20 @@ mode (about a minute; the normal mode would need gigabytes).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
 import secrets
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.filters import AutoFilter
 from openpyxl.worksheet.table import Table, TableColumn, TableStyleInfo
 
@@ -29,6 +33,7 @@ from pz_excel.crm.schema import (
     CALLS,
     CONTACTS,
     MANAGERS,
+    SETTING_HELP,
     SETTING_ROWS,
     SETTINGS,
     CallRow,
@@ -37,6 +42,7 @@ from pz_excel.crm.schema import (
 )
 from pz_excel.i18n import Text, UserError
 from pz_excel.xlsx.cells import FORMULA_START, safe_text
+from pz_excel.xlsx.package import quote_title
 
 TABLE_STYLE = "TableStyleMedium2"
 #: Table names are ASCII in both languages, so formulas and macros work in either.
@@ -48,6 +54,9 @@ TABLE_NAMES = {
 }
 DATETIME_FORMATS = {"en": "yyyy-mm-dd hh:mm:ss", "ru": "dd.mm.yyyy hh:mm:ss"}
 TEXT_FORMAT = "@"
+#: The Owner drop-down lists this many rows of Managers (a team's managers fit easily).
+MANAGER_LIST_ROWS = 1000
+MAX_ROWS = 1_048_576  # Excel's last row: the drop-down covers contacts added later too
 #: Text starting like this would be a formula to Excel; written as text with a quote prefix.
 
 ContactRow = Sequence[object] | Mapping[str, object]
@@ -113,6 +122,14 @@ def _write(
             )
         )
     path = Path(path).expanduser()
+    if path.is_dir():
+        example = path / "crm.xlsx"
+        raise UserError(
+            Text(
+                f"{path} is a folder: give the workbook's file name, e.g. {example}",
+                f"{path} — это папка: укажите имя файла книги, например {example}",
+            )
+        )
     if path.suffix.lower() != ".xlsx":
         raise UserError(
             Text(
@@ -134,42 +151,153 @@ def _write(
     if isinstance(managers, Mapping):
         managers = list(managers.items())
 
+    # The temp file sits next to the target (same file system, so os.replace is atomic) and
+    # is created with open(): it gets the usual umask permissions, not mkstemp's 0600 that
+    # would lock a shared team workbook away from colleagues. It is opened before the book
+    # is built: openpyxl's write-only sheets left unsaved print tracebacks when collected.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.xlsx")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        out = open(tmp, "xb")  # closed by the "with out" below, after the save
+    except OSError as exc:
+        raise UserError(write_problem(path, exc, tmp=tmp)) from None
+    replacing = False
+    try:
+        with out:
+            _book(lang, contacts, managers, settings, calls, styled).save(out)
+        replacing = True
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(write_problem(path, exc, tmp=tmp, replacing=replacing)) from None
+    finally:
+        with contextlib.suppress(OSError):  # never hide the real error behind this one
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return path.resolve()
+
+
+def _book(
+    lang: str,
+    contacts: Iterable[ContactRow] | None,
+    managers: Iterable[Sequence[object]] | None,
+    settings: Mapping[str, object],
+    calls: Iterable[CallRow] | None,
+    styled: bool,
+) -> Workbook:
+    """The new book (a template we create, so openpyxl may write it)."""
     wb = Workbook(write_only=True)
     dt_format = DATETIME_FORMATS[lang]
-    _sheet(wb, CONTACTS, lang, (_contact_values(r) for r in contacts or ()), styled, dt_format)
+    people = _sheet(
+        wb, CONTACTS, lang, (_contact_values(r) for r in contacts or ()), styled, dt_format
+    )
+    people.data_validations.append(_owner_choice(lang))
     _sheet(wb, MANAGERS, lang, ([owner, ext] for owner, ext in managers or ()), True, dt_format)
     _sheet(wb, CALLS, lang, (_call_values(c, lang) for c in calls or ()), True, dt_format)
-    labels = [(key, pair[1] if lang == "ru" else pair[0]) for key, pair in SETTING_ROWS.items()]
+    pick = 1 if lang == "ru" else 0
     _sheet(
         wb,
         SETTINGS,
         lang,
-        ([label, settings.get(key, "")] for key, label in labels),
+        (
+            [label[pick], settings.get(key, ""), SETTING_HELP[key][pick]]
+            for key, label in SETTING_ROWS.items()
+        ),
         True,
         dt_format,
         text_columns={"value"},
     )
+    return wb
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temp file sits next to the target (same file system, so os.replace is atomic) and
-    # is created with open(): it gets the usual umask permissions, not mkstemp's 0600 that
-    # would lock a shared team workbook away from colleagues.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.xlsx")
-    try:
-        with open(tmp, "xb") as out:
-            wb.save(out)  # new book: the template we create
-        os.replace(tmp, path)
-    except PermissionError:
-        raise UserError(
-            Text(
-                f"cannot write {path}: is it open in Excel? Close it and retry",
-                f"не удалось записать {path}: книга открыта в Excel? Закройте её и повторите",
+
+def write_problem(
+    path: Path, exc: OSError, *, tmp: Path | None = None, replacing: bool = False
+) -> Text:
+    """Why the new workbook ``path`` could not be written, as one line naming the path and
+    the cause. ``tmp``: the temp file beside it (a user knows its folder, not its name);
+    ``replacing``: the book was written and only putting it in place failed."""
+    where = Path(exc.filename) if exc.filename else path
+    if tmp is not None and where == tmp:
+        where = path.parent
+    code = exc.errno
+    if replacing and isinstance(exc, PermissionError) and path.exists():
+        # The file itself refuses: on Windows that is a book open in Excel.
+        return Text(
+            f"cannot replace {path}: the file is in use (open in Excel?). Close it and retry",
+            f"не удалось заменить {path}: файл занят (открыт в Excel?). Закройте его и "
+            "повторите",
+        )
+    if code == errno.EISDIR:
+        return Text(
+            f"cannot write {path}: it is a folder", f"не удалось записать {path}: это папка"
+        )
+    if code in (errno.EEXIST, errno.ENOTDIR):  # a file where a folder must be
+        # mkdir names the folder it could not make; the user needs the file in its way
+        where = next((p for p in (where, *where.parents) if p.is_file()), where)
+        return Text(
+            f"cannot write {path}: {where} is a file, not a folder",
+            f"не удалось записать {path}: {where} — файл, а не папка",
+        )
+    if code == errno.ENOENT:
+        if not path.parent.is_dir():
+            return Text(
+                f"cannot write {path}: the folder {path.parent} does not exist and cannot "
+                "be created",
+                f"не удалось записать {path}: папки {path.parent} нет, и создать её нельзя",
             )
-        ) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path.resolve()
+        return Text(  # /proc and the like: a folder, but no files can be created in it
+            f"cannot write {path}: files cannot be created in {path.parent}",
+            f"не удалось записать {path}: в папке {path.parent} нельзя создавать файлы",
+        )
+    if code == errno.EROFS:
+        return Text(
+            f"cannot write {path}: the file system is read-only",
+            f"не удалось записать {path}: файловая система только для чтения",
+        )
+    if code in (errno.EACCES, errno.EPERM):
+        return Text(
+            f"cannot write {path}: permission denied for {where}",
+            f"не удалось записать {path}: нет прав на запись в {where}",
+        )
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return Text(
+            f"cannot write {path}: the disk is full", f"не удалось записать {path}: диск заполнен"
+        )
+    reason = exc.strerror or type(exc).__name__
+    return Text(f"cannot write {path}: {reason}", f"не удалось записать {path}: {reason}")
+
+
+def _owner_choice(lang: str) -> DataValidation:
+    """A drop-down on Contacts' Owner column listing the Managers sheet's names, so owners
+    are picked rather than misspelled. An extension typed instead (also a valid owner) or a
+    name not yet in Managers only gets a note the user can accept: nothing is refused."""
+    owner = get_column_letter(CONTACTS.columns.index(CONTACTS.column("owner")) + 1)
+    names = get_column_letter(MANAGERS.columns.index(MANAGERS.column("owner")) + 1)
+    source = f"{quote_title(MANAGERS.title(lang))}!${names}$2:${names}${MANAGER_LIST_ROWS}"
+    ru = lang == "ru"
+    choice = DataValidation(
+        type="list",
+        formula1=source,
+        allow_blank=True,
+        showErrorMessage=True,
+        errorStyle="information",
+        errorTitle="Ответственный" if ru else "Owner",
+        error=(
+            "Этого имени нет на листе «Менеджеры». Добавочный номер (например, 101) тоже "
+            "подходит. Нажмите ОК, чтобы оставить значение."
+            if ru
+            else "This name is not on the Managers sheet. An extension (e.g. 101) works "
+            "too. Click OK to keep the value."
+        ),
+        showInputMessage=True,
+        promptTitle="Ответственный" if ru else "Owner",
+        prompt=(
+            "Выберите менеджера из списка (лист «Менеджеры») или введите добавочный номер."
+            if ru
+            else "Pick a manager from the list (Managers sheet) or type an extension."
+        ),
+    )
+    choice.add(f"{owner}2:{owner}{MAX_ROWS}")
+    return choice
 
 
 def _contact_values(row: ContactRow) -> list[object]:
@@ -196,7 +324,7 @@ def _sheet(
     styled: bool,
     dt_format: str,
     text_columns: set[str] | None = None,
-) -> None:
+) -> Any:  # openpyxl's write-only worksheet
     ws = wb.create_sheet(sheet.title(lang))
     ws.freeze_panes = "A2"  # the header row stays in view
     # Printable: landscape, one page wide, the header row on top of every page.
@@ -258,6 +386,7 @@ def _sheet(
     with warnings.catch_warnings():  # "in write-only mode you must add table columns
         warnings.filterwarnings("ignore", message="In write-only mode")  # manually": done
         ws.add_table(table)
+    return ws
 
 
 def _as_text(value: object) -> str:

@@ -218,6 +218,11 @@ def status_command(workbook: Path | None, as_json: bool) -> None:
     ]
     if st.get("book_error"):
         lines.append(("Книга недоступна" if ru else "Workbook problem", st["book_error"]))
+    warnings = st.get("warnings") or []
+    lines += [("Внимание" if ru else "Warning", w) for w in warnings[:3]]
+    if len(warnings) > 3:  # the rest: status --json
+        more = len(warnings) - 3
+        lines.append(("", f"… ещё {more}: --json" if ru else f"… {more} more: --json"))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         click.echo(f"{key.ljust(width)}  {value}")

@@ -10,7 +10,9 @@ from pz_excel.i18n import Text, current_lang
 
 
 @click.command("init")
-@click.argument("book", type=click.Path(dir_okay=False, path_type=Path))
+# dir_okay: a folder given by mistake gets our bilingual line from write_template, not
+# click's English usage error.
+@click.argument("book", type=click.Path(path_type=Path))
 @click.option(
     "--lang",
     type=click.Choice(["en", "ru"]),
@@ -29,12 +31,12 @@ def init_command(
     book: Path, lang: str | None, force: bool, server: str, phone: str, area_code: str
 ) -> None:
     """Write the CRM workbook template (Contacts, Managers, Calls, Settings)."""
+    from pz_excel.books.settings import checked_settings
     from pz_excel.books.template import write_template
-    from pz_excel.crm.phones import parse_area_code
 
     lang = lang or current_lang()
-    area_code = parse_area_code(area_code)  # a bad code is refused before the file is written
-    given = {"server": server, "phone": phone, "area_code": area_code}
-    settings = {k: v for k, v in given.items() if v}
+    # Bad values are refused before the file is written: a new user must not find them
+    # only when the agent fails to connect.
+    settings = checked_settings(server=server, phone=phone, area_code=area_code)
     path = write_template(book, lang=lang, force=force, settings=settings or None)
     click.echo(str(Text(f"Workbook written: {path}", f"Книга создана: {path}")))

@@ -113,17 +113,63 @@ SETTINGS = Sheet(
     (
         Column("setting", "Setting", "Параметр", width=28),
         Column("value", "Value", "Значение", width=36),
+        # Explanations for a new user; never a value (books/settings.py skips this column).
+        Column("help", "Help", "Подсказка", required=False, width=90),
     ),
 )
 
-# Settings sheet rows: key -> (English label, Russian label). Never the password.
-SETTING_ROWS: dict[str, tuple[str, str]] = {
-    "server": ("Server URL", "Адрес сервера"),
-    "phone": ("Extension", "Добавочный номер"),
-    "client_type": ("Client type", "Тип клиента"),
-    "fallback": ("Fallback extension", "Добавочный по умолчанию"),
+# The Settings sheet's rows, one source for labels and help: key -> (English label, Russian
+# label, English help, Russian help). Never the password (it lives in the OS keyring). The
+# help says what the value is, an example, and where else it can be given.
+_SETTINGS_TABLE: dict[str, tuple[str, str, str, str]] = {
+    "server": (
+        "Server URL",
+        "Адрес сервера",
+        "Address of the Prostie Zvonki connector, e.g. ws://pbx.office:10150 "
+        "(wss:// for an encrypted one). Also: pz-excel run --server",
+        "Адрес коннектора «Простых Звонков», например ws://pbx.office:10150 "
+        "(wss:// — для шифрованного). Можно и так: pz-excel run --server",
+    ),
+    "phone": (
+        "Extension",
+        "Добавочный номер",
+        "Your own extension: digits only, e.g. 101. Also: pz-excel run --phone",
+        "Ваш добавочный номер, только цифры, например 101. Можно и так: pz-excel run --phone",
+    ),
+    "client_type": (
+        "Client type",
+        "Тип клиента",
+        "Client type of your licence, e.g. excel; empty means excel. "
+        "Also: pz-excel run --client-type",
+        "Тип клиента по вашей лицензии, например excel; пусто — значит excel. "
+        "Можно и так: pz-excel run --client-type",
+    ),
+    "fallback": (
+        "Fallback extension",
+        "Добавочный по умолчанию",
+        "Extension that gets callers not in Contacts or without an owner, e.g. 100; "
+        "empty: such calls are left to the PBX. Also: pz-excel run --fallback",
+        "Добавочный, на который идут звонящие, которых нет в контактах или у которых нет "
+        "ответственного, например 100; пусто — такие звонки остаются АТС. "
+        "Можно и так: pz-excel run --fallback",
+    ),
     # Local numbers (5–7 digits) in Contacts and caller IDs are this city's: crm/phones.py.
-    "area_code": ("Area code", "Код города"),
+    "area_code": (
+        "Area code",
+        "Код города",
+        "Your city's code without 8 or +7, e.g. 343: short local numbers such as "
+        "555-00-00 are then that city's. Also: pz-excel run --area-code",
+        "Код вашего города без 8 и +7, например 343: короткие местные номера вроде "
+        "555-00-00 считаются номерами этого города. Можно и так: pz-excel run --area-code",
+    ),
+}
+#: Settings sheet rows: key -> (English label, Russian label).
+SETTING_ROWS: dict[str, tuple[str, str]] = {
+    key: (en, ru) for key, (en, ru, _, _) in _SETTINGS_TABLE.items()
+}
+#: The help beside each Settings value: key -> (English, Russian).
+SETTING_HELP: dict[str, tuple[str, str]] = {
+    key: (help_en, help_ru) for key, (_, _, help_en, help_ru) in _SETTINGS_TABLE.items()
 }
 
 SHEETS = (CONTACTS, MANAGERS, CALLS, SETTINGS)
