@@ -52,6 +52,14 @@ def agent_key(phone: str, workbook: str | Path) -> str:
     return f"{safe_phone}-{workbook_id(workbook)}"
 
 
+def connector_key(url: str, guid: str) -> str:
+    """One name per connector identity: the connector keeps one connection per client GUID
+    (PROTOCOL.md §1, 4009), so two agents with the same address and GUID would drop each
+    other whatever their workbooks."""
+    digest = hashlib.sha256(f"{url}\n{guid}".encode()).hexdigest()[:16]
+    return f"guid-{digest}"
+
+
 def journal_path(phone: str, workbook: str | Path) -> Path:
     return journals_dir() / f"{agent_key(phone, workbook)}.sqlite"
 

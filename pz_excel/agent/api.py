@@ -543,7 +543,9 @@ class LocalApi:
         """Client connections open right now (bounded by about twice ``max_connections``)."""
         return self._server.connections
 
-    def start(self, *, key: str, phone: str, workbook: str, server: str, journal: str) -> None:
+    def start(
+        self, *, key: str, phone: str, workbook: str, server: str, journal: str, guid: str = ""
+    ) -> None:
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="pz-api", daemon=True
         )
@@ -558,6 +560,7 @@ class LocalApi:
             journal=str(journal),
             started=time.time(),
             key=key,
+            guid=guid or phone,
         )
         paths.write_private(self.info.file, json.dumps(asdict(self.info), ensure_ascii=False))
 

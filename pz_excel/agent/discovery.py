@@ -52,6 +52,7 @@ class AgentInfo:
     journal: str
     started: float
     key: str
+    guid: str = ""  # the client GUID it logs in with (files of older versions lack it)
 
     @property
     def file(self) -> Path:

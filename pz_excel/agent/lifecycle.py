@@ -23,7 +23,7 @@ from pz_excel.agent import dashboard, notify
 from pz_excel.agent.api import LocalApi, running_agents
 from pz_excel.agent.calllog import CallMapper, is_new_call
 from pz_excel.agent.eventpath import EventPath
-from pz_excel.agent.handlers import ApiHandlers
+from pz_excel.agent.handlers import ApiHandlers, empty_contacts_warning
 from pz_excel.agent.inbox import STORAGE_ERRORS, Inbox
 from pz_excel.agent.journal import Journal
 from pz_excel.agent.writer import flush_dirty
@@ -89,6 +89,7 @@ class Agent(ApiHandlers):
         self.config = config
         self._book_factory = book_factory
         self._lock = InstanceLock(paths.agents_dir() / f"{self.key}.lock")
+        self._guid_lock: InstanceLock | None = None  # taken at start: see start()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
@@ -141,11 +142,42 @@ class Agent(ApiHandlers):
                 )
             ) from None
         try:
+            self._take_connector_identity()
             self._start_parts()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _take_connector_identity(self) -> None:
+        """One agent per connector address and client GUID on this computer: a second one
+        would be dropped by the connector with 4009 (or drop the first), so it is refused
+        here, naming the first."""
+        settings = self.config.settings
+        url, guid = settings.url, settings.client_guid
+        lock = InstanceLock(paths.agents_dir() / f"{paths.connector_key(url, guid)}.lock")
+        try:
+            lock.acquire()
+        except AlreadyRunning:
+            other = next(
+                (a for a in running_agents() if a.server == url and (a.guid or a.phone) == guid),
+                None,
+            )
+            where_en = f" for {other.workbook} (pid {other.pid})" if other else ""
+            where_ru = f" для книги {other.workbook} (pid {other.pid})" if other else ""
+            raise UserError(
+                Text(
+                    f"another agent is already connected to {url} as client GUID {guid}"
+                    f"{where_en}: the connector keeps one connection per GUID and would drop "
+                    "one of them (4009). Stop it first (pz-excel status -w BOOK / Disconnect), "
+                    "or give this one its own --guid",
+                    f"другой агент уже подключён к {url} с GUID клиента {guid}{where_ru}: "
+                    "коннектор держит одно подключение на GUID и отключил бы один из них "
+                    "(4009). Сначала остановите его (pz-excel status -w КНИГА / «Отключить») "
+                    "или задайте этому свой --guid",
+                )
+            ) from None
+        self._guid_lock = lock
 
     def _start_parts(self) -> None:
         cfg = self.config
@@ -183,6 +215,7 @@ class Agent(ApiHandlers):
             workbook=str(cfg.workbook),
             server=cfg.settings.url,
             journal=str(cfg.journal),
+            guid=cfg.settings.client_guid,
         )
         self.journal.record("state", {"agent": "started", "workbook": str(cfg.workbook)})
         self.events.start()  # what a killed run stored but never applied goes in first
@@ -224,6 +257,8 @@ class Agent(ApiHandlers):
                     f"остановка: не сохранено событий: {self.inbox.waiting} — "
                     f"{self.inbox.error}"))
             journal.close()
+        if self._guid_lock is not None:
+            self._guid_lock.release()
         self._lock.release()
 
     @property
@@ -273,6 +308,9 @@ class Agent(ApiHandlers):
             log.info(
                 "%s", Text(f"contacts loaded: {len(index)}", f"контакты загружены: {len(index)}")
             )
+            empty = empty_contacts_warning(len(index), self.config.fallback)
+            if empty is not None:
+                log.warning("%s", empty)
         for warning in index.warnings[:20] if error is None else ():
             log.warning("%s", warning)
 
