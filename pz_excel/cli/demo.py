@@ -256,17 +256,57 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
     return book
 
 
+def fitted_table(
+    title: str, headers: list[str], rows: list[list[str]], width: int, drop_first: list[int]
+) -> Table:
+    """A table that fits ``width`` (a pipe or a narrow terminal gets 80 columns) without
+    breaking a word: columns are left out in ``drop_first`` order until every kept column
+    can be as wide as its longest word; the space left widens the columns whose text wraps,
+    one character at a time, so no column gets more than its longest line needs."""
+
+    def texts(i: int) -> list[str]:
+        return [headers[i], *(row[i] for row in rows)]
+
+    def longest_word(i: int) -> int:
+        return max((len(word) for text in texts(i) for word in text.split()), default=1)
+
+    keep = list(range(len(headers)))
+    dropping = [i for i in drop_first if i in keep]
+    room = lambda: width - 1 - 3 * len(keep)  # noqa: E731 - borders and padding per column
+    while dropping and sum(longest_word(i) for i in keep) > room():
+        keep.remove(dropping.pop(0))
+    widths = {i: longest_word(i) for i in keep}
+    full = {i: max(len(text) for text in texts(i)) for i in keep}
+    spare = room() - sum(widths.values())
+    while spare > 0 and any(widths[i] < full[i] for i in keep):
+        for i in keep:
+            if spare > 0 and widths[i] < full[i]:
+                widths[i] += 1
+                spare -= 1
+    table = Table(title=title, title_justify="left")
+    for i in keep:
+        table.add_column(headers[i], width=widths[i], overflow="fold")
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
+    return table
+
+
 def _print_decisions(decisions: list, lang: str, console: Console) -> None:
     ru = lang == "ru"
-    table = Table(title="Умный перевод" if ru else "Smart transfer", title_justify="left")
-    table.add_column("ID звонка" if ru else "Call ID")
-    table.add_column("Звонит" if ru else "Caller")
-    table.add_column("Кому" if ru else "To")
-    table.add_column("Почему" if ru else "Why", overflow="fold")
-    for d in decisions:
-        to = d.to or ("отказ" if ru else "declined")
-        table.add_row(d.call_id, d.caller, to, d.reason.ru if ru else d.reason.en)
-    console.print(table)
+    headers = (
+        ["ID звонка", "Звонит", "Кому", "Почему"] if ru else ["Call ID", "Caller", "To", "Why"]
+    )
+    rows = [
+        [
+            d.call_id,
+            d.caller,
+            d.to or ("отказ" if ru else "declined"),
+            str(d.reason.ru if ru else d.reason.en),
+        ]
+        for d in decisions
+    ]
+    title = "Умный перевод" if ru else "Smart transfer"
+    console.print(fitted_table(title, headers, rows, console.width, drop_first=[0]))
 
 
 def _print_calls(book: Path, lang: str, console: Console) -> None:
@@ -278,7 +318,6 @@ def _print_calls(book: Path, lang: str, console: Console) -> None:
     wb = load_workbook(book, read_only=True)
     rows = list(wb[CALLS.title(lang)].iter_rows(values_only=True))
     wb.close()
-    table = Table(title=f"{CALLS.title(lang)} — {book.name}", title_justify="left")
     keep = [
         "call_id",
         "direction",
@@ -292,8 +331,7 @@ def _print_calls(book: Path, lang: str, console: Console) -> None:
     ]
     header = list(rows[0])
     idx = [header.index(CALLS.column(k).header(lang)) for k in keep]
-    for i in idx:
-        table.add_column(str(header[i]), overflow="fold")
+    table_rows = []
     for row in rows[1:]:
         cells = []
         for key, i in zip(keep, idx, strict=True):
@@ -301,8 +339,11 @@ def _print_calls(book: Path, lang: str, console: Console) -> None:
             if key == "recording":
                 value = "✓" if value else ""
             cells.append("" if value is None else str(value))
-        table.add_row(*cells)
-    console.print(table)
+        table_rows.append(cells)
+    least_needed = [keep.index(k) for k in ("late", "recording", "duration", "direction")]
+    title = f"{CALLS.title(lang)} — {book.name}"
+    headers = [str(header[i]) for i in idx]
+    console.print(fitted_table(title, headers, table_rows, console.width, least_needed))
 
 
 @click.command("demo")
