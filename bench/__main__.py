@@ -1,6 +1,6 @@
 """All benchmarks in one run: printed tables, one JSON file with every figure.
 
-    python -m bench [--quick] [--out bench/results/DATE.json] [--plot docs/lag_vs_log.png]
+    python -m bench [--quick] [--out FILE.json] [--plot docs/lag_vs_log.png]
     pz-excel bench [--quick] …
 
 Sections (``--only`` picks some):
@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from pz_excel.i18n import tr
 
 SECTIONS = ("routing", "journal", "sheet", "dashboard", "agent")
 
@@ -133,14 +135,35 @@ def _clean(value: Any) -> Any:
     return value
 
 
-@click.command("bench", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--quick", is_flag=True, help="Smaller sizes and counts (CI): under a minute.")
+def results_dir() -> Path:
+    """Where figures go by default: the user's pz-excel folder (``bench-results``), not the
+    current directory, which may be anywhere (or read-only) when ``pz-excel bench`` runs."""
+    from pz_excel import paths
+
+    return paths.home() / "bench-results"
+
+
+@click.command(
+    "bench",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help=tr("Run the benchmarks and print the figures (loopback only, stops by itself).",
+            "Бенчмарки с выводом цифр (только loopback, останавливаются сами)."),
+)
+@click.option("--quick", is_flag=True,
+              help=tr("Smaller sizes and counts (CI): under a minute.",
+                      "Меньшие размеры и счёт (для CI): меньше минуты."))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON file for the figures (default bench/results/DATE[-quick].json).")
+              help=tr("JSON file for the figures (default: DATE[-quick].json in the "
+                      "bench-results folder of your pz-excel data folder).",
+                      "JSON-файл с цифрами (по умолчанию ДАТА[-quick].json в папке "
+                      "bench-results данных pz-excel)."))
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
-              help="Lag-vs-log plot (default next to the JSON; the docs use "
-                   "docs/lag_vs_log.png).")
-@click.option("--only", help=f"Comma-separated sections: {', '.join(SECTIONS)}.")
+              help=tr("Lag-vs-log plot (default next to the JSON; needs matplotlib, "
+                      "else skipped).",
+                      "График задержки от размера журнала (по умолчанию рядом с JSON; "
+                      "нужен matplotlib, иначе пропускается)."))
+@click.option("--only", help=tr(f"Comma-separated sections: {', '.join(SECTIONS)}.",
+                                f"Разделы через запятую: {', '.join(SECTIONS)}."))
 def command(quick: bool, out_path: Path | None, plot: Path | None, only: str | None) -> None:
     """Run the benchmarks and print the figures (loopback only, stops by itself)."""
     picked = tuple(s.strip() for s in only.split(",")) if only else SECTIONS
@@ -149,7 +172,7 @@ def command(quick: bool, out_path: Path | None, plot: Path | None, only: str | N
         raise click.BadParameter(f"unknown section(s) {unknown}; choose from {SECTIONS}",
                                  param_hint="--only")
     stamp = datetime.now().strftime("%Y-%m-%d-%H%M%S") + ("-quick" if quick else "")
-    out_path = out_path or Path("bench") / "results" / f"{stamp}.json"
+    out_path = out_path or results_dir() / f"{stamp}.json"
     plot = plot or out_path.with_name(out_path.stem + "-lag.png")
     sys.exit(run(quick, out_path, plot, picked))
 

@@ -363,6 +363,21 @@ def bench_deflate(size: int) -> list[dict]:
 # ---------------------------------------------------------------------- plot
 
 
+def maybe_plot(lag: Sequence[dict], saves: Sequence[dict], path: Path,
+               out: Callable[[str], None]) -> bool:
+    """The plot when matplotlib is there; the figures never need it (it is not a
+    dependency of pz-excel, so ``pz-excel bench`` must run without it)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        out("plot skipped: matplotlib is not installed (pip install matplotlib) / "
+            "график пропущен: matplotlib не установлен")
+        return False
+    plot(lag, saves, path)
+    out(f"plot: {path}")
+    return True
+
+
 def plot(lag: Sequence[dict], saves: Sequence[dict], path: Path) -> None:
     import matplotlib
 
@@ -495,8 +510,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print,
     out("")
     out("Targets: " + ", ".join(f"{k} {'OK' if v else 'MISSED'}" for k, v in targets.items()))
     if plot_path is not None:
-        plot(lag, saves, plot_path)
-        out(f"plot: {plot_path}")
+        maybe_plot(lag, saves, plot_path, out)
     return {"benchmark": "sheet", "quick": quick, "saves": saves, "lag": lag,
             "deflate": deflate, "targets": targets}
 

@@ -55,3 +55,9 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return str(self.text)
+
+
+def tr(en: str, ru: str) -> str:
+    """The current language's text, for strings fixed at import time (click's help): the
+    language of a process is set before it starts (``PZ_LANG`` or the locale)."""
+    return ru if current_lang() == "ru" else en

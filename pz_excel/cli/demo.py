@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from pz_excel.i18n import Text, UserError, current_lang
+from pz_excel.i18n import Text, UserError, current_lang, tr
 
 MANAGERS = [("Анна Смирнова", "101"), ("Борис Иванов", "102"), ("Вера Петрова", "103")]
 ME = "101"
@@ -346,22 +346,33 @@ def _print_calls(book: Path, lang: str, console: Console) -> None:
     console.print(fitted_table(title, headers, table_rows, console.width, least_needed))
 
 
-@click.command("demo")
+@click.command(
+    "demo",
+    help=tr(
+        "Run the whole product on a built-in test connector with a scripted set of calls.",
+        "Весь продукт на встроенном тестовом коннекторе: сценарий звонков от начала до конца.",
+    ),
+)
 @click.option(
     "--dir",
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("pz-excel-demo"),
     show_default=True,
-    help="Where the demo workbook and its journal go.",
+    help=tr("Where the demo workbook and its journal go.", "Папка для демо-книги и журнала."),
 )
-@click.option("--lang", type=click.Choice(["en", "ru"]), default=None)
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "ru"]),
+    default=None,
+    help=tr("Language of the workbook and output.", "Язык книги и вывода."),
+)
 @click.option(
     "--contacts",
     default=300,
     show_default=True,
     type=click.IntRange(10, 1_000_000),
-    help="How many demo contacts.",
+    help=tr("How many demo contacts.", "Сколько демо-контактов."),
 )
 def demo_command(directory: Path, lang: str | None, contacts: int) -> None:
     """Run the whole product on a built-in test connector with a scripted set of calls."""

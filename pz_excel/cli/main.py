@@ -11,22 +11,65 @@ from pathlib import Path
 import click
 
 from pz_excel import __version__
-from pz_excel.i18n import UserError
+from pz_excel.cli import click_ru
+from pz_excel.i18n import Text, UserError, current_lang, tr
 
 # name -> "module:attribute" of a click.Command; each module owns its options.
 COMMANDS = {
-    "init": ("pz_excel.cli.workbook_cmd:init_command", "write the CRM workbook template"),
-    "run": ("pz_excel.cli.agent_cmd:run_command", "run the call agent for a workbook"),
-    "status": ("pz_excel.cli.agent_cmd:status_command", "show the running agent's state"),
-    "call": ("pz_excel.cli.agent_cmd:call_command", "place a call through the running agent"),
-    "demo": ("pz_excel.cli.demo:demo_command", "the whole product on a built-in test connector"),
-    "testserver": ("pz_excel.tools.testserver_cli:command", "the vendor's TestServer, stand-in"),
-    "diag": ("pz_excel.tools.diag:command", "diagnostic console for a connector"),
-    "addin": ("pz_excel.excel.addin:command", "build, install or remove the Excel ribbon add-in"),
-    "bench": ("bench.__main__:command", "run the benchmarks and print the figures"),
-    "password": ("pz_excel.cli.password_cmd:password_command", "store the connector password"),
-    "contact": ("pz_excel.cli.contact_cmd:contact_command", "add a contact through the agent"),
-    "sms": ("pz_excel.cli.sms_cmd:sms_command", "send an SMS through the agent"),
+    "init": (
+        "pz_excel.cli.workbook_cmd:init_command",
+        Text("write the CRM workbook template", "создать книгу-шаблон CRM"),
+    ),
+    "run": (
+        "pz_excel.cli.agent_cmd:run_command",
+        Text("run the call agent for a workbook", "запустить агента звонков для книги"),
+    ),
+    "status": (
+        "pz_excel.cli.agent_cmd:status_command",
+        Text("show the running agent's state", "состояние запущенного агента"),
+    ),
+    "call": (
+        "pz_excel.cli.agent_cmd:call_command",
+        Text("place a call through the running agent", "позвонить через запущенного агента"),
+    ),
+    "demo": (
+        "pz_excel.cli.demo:demo_command",
+        Text(
+            "the whole product on a built-in test connector",
+            "весь продукт на встроенном тестовом коннекторе",
+        ),
+    ),
+    "testserver": (
+        "pz_excel.tools.testserver_cli:command",
+        Text("the vendor's TestServer, stand-in", "замена TestServer производителя"),
+    ),
+    "diag": (
+        "pz_excel.tools.diag:command",
+        Text("diagnostic console for a connector", "диагностическая консоль коннектора"),
+    ),
+    "addin": (
+        "pz_excel.excel.addin:command",
+        Text(
+            "build, install or remove the Excel ribbon add-in",
+            "собрать, установить или удалить надстройку Excel",
+        ),
+    ),
+    "bench": (
+        "bench.__main__:command",
+        Text("run the benchmarks and print the figures", "бенчмарки с выводом цифр"),
+    ),
+    "password": (
+        "pz_excel.cli.password_cmd:password_command",
+        Text("store the connector password", "сохранить пароль коннектора"),
+    ),
+    "contact": (
+        "pz_excel.cli.contact_cmd:contact_command",
+        Text("add a contact through the agent", "добавить контакт через агента"),
+    ),
+    "sms": (
+        "pz_excel.cli.sms_cmd:sms_command",
+        Text("send an SMS through the agent", "отправить SMS через агента"),
+    ),
 }
 
 
@@ -51,8 +94,8 @@ class LazyGroup(click.Group):
             return _missing(name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        with formatter.section("Commands"):
-            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+        with formatter.section(tr("Commands", "Команды")):
+            formatter.write_dl([(name, str(COMMANDS[name][1])) for name in sorted(COMMANDS)])
 
 
 def _find_source_checkout() -> None:
@@ -68,9 +111,12 @@ def _not_installed(name: str) -> click.Command:
     @click.command(name, context_settings={"ignore_unknown_options": True})
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def placeholder(args: tuple[str, ...]) -> None:
-        click.echo("pz-excel bench runs from a source checkout of pz-excel (the benchmarks are "
-                   "not installed with the package) / бенчмарки запускаются из исходников "
-                   "pz-excel, с пакетом они не устанавливаются", err=True)
+        click.echo(
+            "pz-excel bench runs from a source checkout of pz-excel (the benchmarks are "
+            "not installed with the package) / бенчмарки запускаются из исходников "
+            "pz-excel, с пакетом они не устанавливаются",
+            err=True,
+        )
         sys.exit(2)
 
     return placeholder
@@ -86,14 +132,27 @@ def _missing(name: str) -> click.Command:
     return placeholder
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="pz-excel")
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help=tr(
+        "pz-excel — Prostie Zvonki (Простые Звонки) telephony for Excel workbooks.",
+        "pz-excel — телефония «Простых Звонков» для книг Excel.",
+    ),
+)
+@click.version_option(
+    __version__,
+    prog_name="pz-excel",
+    help=tr("Show the version and exit.", "Показать версию и выйти."),
+)
 def cli() -> None:
-    """pz-excel — Prostie Zvonki (Простые Звонки) telephony for Excel workbooks."""
+    """The ``pz-excel`` group; its subcommands are loaded lazily (``COMMANDS``)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one clear line and exit code 2, never a traceback."""
+    if current_lang() == "ru":
+        click_ru.install()
     try:
         cli.main(args=argv, prog_name="pz-excel", standalone_mode=False)
     except UserError as exc:

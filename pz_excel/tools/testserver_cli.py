@@ -13,28 +13,65 @@ from pathlib import Path
 import click
 
 from pz_excel.connector import tls as tlsutil
-from pz_excel.i18n import Text, UserError
+from pz_excel.i18n import Text, UserError, tr
 from pz_excel.protocol import codec as protocol
 from pz_excel.tools.testserver import PING_INTERVAL, ServerThread
 
 # --------------------------------------------------------------------------- CLI
 
 
-@click.command("testserver")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.command(
+    "testserver",
+    help=tr(
+        "A stand-in for the vendor's TestServer 1.1.2 (Prostie Zvonki test connector), as "
+        "strict as it. Clients log in with either form; drive it with "
+        "`pz-excel diag ws://127.0.0.1:10150`. Ctrl+C stops it.",
+        "Замена TestServer 1.1.2 производителя (тестовый коннектор «Простых Звонков»), "
+        "такая же строгая. Клиенты входят любым способом; управляйте им через "
+        "`pz-excel diag ws://127.0.0.1:10150`. Ctrl+C — остановить.",
+    ),
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help=tr("Interface to listen on.", "Адрес, на котором слушать."),
+)
 @click.option(
     "--port",
     default=protocol.DEFAULT_PORT,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="TCP port (0: any free port).",
+    help=tr("TCP port (0: any free port).", "TCP-порт (0 — любой свободный)."),
 )
-@click.option("--password", default="", help="Connector password (default: empty).")
-@click.option("--ssl", "use_ssl", is_flag=True, help="Serve wss:// (raw XML frames).")
-@click.option("--cert", type=click.Path(dir_okay=False), help="TLS certificate (PEM).")
-@click.option("--key", type=click.Path(dir_okay=False), help="TLS private key (PEM).")
 @click.option(
-    "--self-signed", is_flag=True, help="Make a throwaway self-signed certificate for TLS."
+    "--password",
+    default="",
+    help=tr("Connector password (default: empty).", "Пароль коннектора (по умолчанию пустой)."),
+)
+@click.option(
+    "--ssl",
+    "use_ssl",
+    is_flag=True,
+    help=tr("Serve wss:// (raw XML frames).", "Работать по wss:// (XML без base64)."),
+)
+@click.option(
+    "--cert",
+    type=click.Path(dir_okay=False),
+    help=tr("TLS certificate (PEM).", "Сертификат TLS (PEM)."),
+)
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False),
+    help=tr("TLS private key (PEM).", "Закрытый ключ TLS (PEM)."),
+)
+@click.option(
+    "--self-signed",
+    is_flag=True,
+    help=tr(
+        "Make a throwaway self-signed certificate for TLS.",
+        "Создать временный самоподписанный сертификат для TLS.",
+    ),
 )
 @click.option(
     "--legacy-tls",
@@ -67,9 +104,17 @@ from pz_excel.tools.testserver import PING_INTERVAL, ServerThread
     default=PING_INTERVAL,
     show_default=True,
     type=click.FloatRange(0),
-    help="Seconds between pings to all clients (0: none).",
+    help=tr(
+        "Seconds between pings to all clients (0: none).",
+        "Секунд между пингами всем клиентам (0 — без пингов).",
+    ),
 )
-@click.option("--log", "log_path", type=click.Path(dir_okay=False), help="Append the log here.")
+@click.option(
+    "--log",
+    "log_path",
+    type=click.Path(dir_okay=False),
+    help=tr("Append the log here.", "Дописывать журнал в этот файл."),
+)
 def command(
     host: str,
     port: int,
