@@ -223,3 +223,19 @@ def _env() -> dict[str, str]:
     import os
 
     return {**os.environ, "PZ_LANG": "en"}
+
+
+def test_the_ribbon_dials_a_bare_city_number_with_the_area_code() -> None:
+    """Call selected: a cell holding 555-00-00 is that city's number once Settings has the
+    area code (the rule of crm.phones, as for contacts and callers), refused without."""
+    import pytest
+
+    from pz_excel.excel.number_pick import pick_number
+    from pz_excel.i18n import UserError
+
+    selection = [("Notes", 2, 2, "555-00-00")]
+    pick = pick_number(selection, lambda sheet, row: [], area_code="343")
+    assert pick is not None and pick.number == "73435550000"
+    assert pick.to_dial == "555-00-00"  # dialled as typed: the PBX knows its own city
+    with pytest.raises(UserError):
+        pick_number(selection, lambda sheet, row: [])

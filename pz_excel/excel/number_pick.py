@@ -97,8 +97,10 @@ def _address(sheet: str, row: int, col: int) -> str:
     return f"{sheet}!{get_column_letter(col)}{row}"
 
 
-def _dialable(raw: str, who: str, where: str) -> Pick | None:
-    key = phones.normalize(raw) if raw else None
+def _dialable(raw: str, who: str, where: str, area_code: str = "") -> Pick | None:
+    # The Settings area code makes a bare city number (555-00-00) dialable, as the agent
+    # reads contacts and callers: one rule, crm.phones.
+    key = phones.normalize(raw, area_code=area_code) if raw else None
     return Pick(key, phones.display(key), who, where, raw) if key else None
 
 
@@ -108,6 +110,7 @@ def pick_number(
     *,
     tables: Sequence[Sheet] = (CONTACTS, CALLS),
     tables_only: bool = False,
+    area_code: str = "",
 ) -> Pick | None:
     """The number to dial for a selection, first valid cell first.
 
@@ -144,6 +147,7 @@ def pick_number(
                     _phone_text(_cell_at(line, cols.get(phone_key))),
                     cell_text(_cell_at(line, cols.get(who_key))),
                     _address(sheet_name, row, cols[phone_key]),
+                    area_code,
                 )
                 if found:
                     return found
@@ -151,7 +155,7 @@ def pick_number(
                 continue
         if tables_only:
             continue
-        found = _dialable(_phone_text(value), "", _address(sheet_name, row, col))
+        found = _dialable(_phone_text(value), "", _address(sheet_name, row, col), area_code)
         if found:
             return found
         first_text = first_text or cell_text(value)
