@@ -13,9 +13,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from pz_excel.agent import sms
 from pz_excel.agent.api import ApiError
+from pz_excel.books import BookLocked, BookUnpatchable
+from pz_excel.books.contacts_append import ContactAppend
 from pz_excel.connector.client import ConnectorError
 from pz_excel.crm import phones
+from pz_excel.crm.contact_index import name_key
 from pz_excel.crm.contacts import build_index
 from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import Text
@@ -71,6 +75,8 @@ class ApiHandlers:
     watcher: Any
     book: Any
     inbox: Any
+    _book_io: Any  # the book's one writer at a time (the Calls writer takes it too)
+    _sms: sms.SmsTracker | None = None
 
     # ------------------------------------------------------------------ local API
 
@@ -84,6 +90,9 @@ class ApiHandlers:
             ("GET", "/stats"): self.api_stats,
             ("GET", "/missed"): self.api_missed,
             ("POST", "/refresh"): self.api_refresh,
+            ("POST", "/contacts"): self.api_add_contact,
+            ("POST", "/sms"): self.api_sms,
+            ("GET", "/sms"): self.api_sms_status,
             ("POST", "/stop"): self.api_stop,
         }
 
@@ -279,3 +288,131 @@ class ApiHandlers:
         # Answer first, stop right after: the caller gets its reply.
         threading.Thread(target=self.stop, name="pz-stop", daemon=True).start()
         return {}
+
+    # ------------------------------------------------------------------ contacts and SMS
+
+    def api_add_contact(self, params: dict, body: dict) -> dict:
+        """One row at the end of Contacts for a caller not there yet (``pz-excel contact
+        add``), then contacts are read again so the next call from the number is routed.
+        Refused before anything is written: not a phone number, an owner not in
+        Managers, a number that is already a contact's."""
+        assert self.book is not None and self.watcher is not None
+        raw = str(body.get("number") or "")
+        key = self._normalize(raw)
+        if key is None:
+            raise ApiError(400, sms.not_a_number(raw, self.config.area_code))
+        if phones.is_internal(key):
+            raise ApiError(400, Text(
+                f"{raw.strip()} is an internal extension, not a caller's number",
+                f"{raw.strip()} — внутренний добавочный, а не номер клиента",
+            ))
+        name = " ".join(str(body.get("name") or "").split())
+        if not name:
+            raise ApiError(400, Text("the contact needs a name", "у контакта должно быть имя"))
+        owner = self._known_owner(str(body.get("owner") or ""))
+        index = self.index
+        taken = index.lookup_key(key)
+        if taken is not None:
+            raise ApiError(409, Text(
+                f"{phones.display(key)} is already a contact: {taken.name} (row {taken.row} "
+                f"of Contacts, owner {taken.owner or '—'})",
+                f"{phones.display(key)} уже есть в контактах: {taken.name} (строка "
+                f"{taken.row} листа «Контакты», ответственный {taken.owner or '—'})",
+            ))
+        writer = ContactAppend(name, phones.display(key), owner)
+        try:
+            with self._book_io:
+                written = self.book.write_parts(writer)
+        except (BookLocked, BookUnpatchable) as exc:
+            raise ApiError(409, exc.text) from exc
+        if not written:  # the file is Excel's while it has the book open
+            raise ApiError(409, Text(
+                f"{self.config.workbook.name} is open in Excel: the contact was not added; "
+                "type it into Contacts there (Name, Phone, Owner) and save, or close the "
+                "workbook and run the command again",
+                f"книга {self.config.workbook.name} открыта в Excel: контакт не добавлен; "
+                "впишите его на лист «Контакты» там (Имя, Телефон, Ответственный) и "
+                "сохраните или закройте книгу и повторите команду",
+            ))
+        journal = self.journal
+        entry = {"added": "contact", "number": key, "name": name, "owner": owner,
+                 "row": writer.row}
+        self.inbox.store(lambda: journal.record("contact", entry))
+        error = self.watcher.refresh()  # now, not at the next poll: routing knows it
+        if error is not None:
+            log.warning("%s", error)
+        return {"row": writer.row, "number": key, "display": phones.display(key),
+                "name": name, "owner": owner, "extension": self.index.owner_extension(owner)}
+
+    def _known_owner(self, owner: str) -> str:
+        """``owner`` as Managers spells it (a name, or an extension listed there), or
+        ``ApiError`` 400 naming the known managers."""
+        managers = self.index.managers
+        names: dict[str, str] = getattr(managers, "names", {})  # extension -> name
+        text = " ".join(owner.split())
+        ext = managers.get(name_key(text)) if text else None
+        if ext is None and text in names:
+            ext = text
+        if ext is not None:
+            return names.get(ext, text)
+        known = ", ".join(f"{n} ({e})" for e, n in sorted(names.items(), key=lambda x: x[1]))
+        if not text:
+            raise ApiError(400, Text(f"give the owner: one of {known or '—'}",
+                                     f"укажите ответственного: {known or '—'}"))
+        if not known:
+            raise ApiError(400, Text(
+                f"owner '{text}' is not on the Managers sheet, which is empty: add the "
+                "managers (Owner, Extension) first",
+                f"ответственного «{text}» нет на листе «Менеджеры», а он пуст: сначала "
+                "добавьте менеджеров (Ответственный, Добавочный)",
+            ))
+        raise ApiError(400, Text(
+            f"owner '{text}' is not on the Managers sheet; known: {known}",
+            f"ответственного «{text}» нет на листе «Менеджеры»; есть: {known}",
+        ))
+
+    def _sms_tracker(self) -> sms.SmsTracker:
+        assert self.client is not None
+        with self._once_lock:  # made once, by whichever request comes first
+            if self._sms is None:
+                self._sms = sms.SmsTracker()
+            tracker = self._sms
+        tracker.attach(self.client.subscribe)
+        return tracker
+
+    def api_sms(self, params: dict, body: dict) -> dict:
+        """Send an SMS from the user's phone (``Generate`` 128 with a call ID of ours);
+        its status comes as type-256 events: ``GET /sms?call_id=``."""
+        assert self.client is not None and self.journal is not None
+        to = sms.check_number(body.get("to"), self.config.area_code)
+        text = sms.check_text(body.get("text"))
+        tracker = self._sms_tracker()
+        call_id = sms.new_call_id()
+        tracker.track(call_id, to)  # before the request: a quick status is not missed
+        journal = self.journal
+        request = {"method": "Generate", "event": 128, "to": to, "chars": len(text)}
+        self.inbox.store(lambda: journal.record("request", request, call_id=call_id))
+        try:
+            resp = self.client.send_sms(to, text, timeout=5.0, call_id=call_id)
+        except ConnectorError as exc:
+            tracker.fail(call_id)
+            failed = {"request": "Generate", "error": exc.text.en}
+            self.inbox.store(lambda: journal.record("response", failed, call_id=call_id))
+            raise ApiError(503, exc.text) from exc
+        answer = {"request": "Generate", "code": resp.code}
+        self.inbox.store(lambda: journal.record("response", answer, call_id=call_id))
+        if not resp.ok:
+            tracker.fail(call_id)
+            raise ApiError(502, Text(
+                f"the connector refused the SMS (code {resp.code})",
+                f"коннектор отклонил SMS (код {resp.code})",
+            ))
+        return {"call_id": call_id, "to": to, "status": sms.SENDING}
+
+    def api_sms_status(self, params: dict, body: dict) -> dict:
+        call_id = (params.get("call_id") or "").strip()
+        if not call_id:
+            raise ApiError(400, Text("call_id is required", "нужен call_id"))
+        if self._sms is None:
+            return {"call_id": call_id, "status": sms.UNKNOWN, "to": ""}
+        return self._sms.status(call_id)

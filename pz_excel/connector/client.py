@@ -306,9 +306,12 @@ class ConnectorClient:
     ) -> concurrent.futures.Future[protocol.Response]:
         return self.request_async(self._transfer_builder(call_id, ext))
 
-    def send_sms(self, number: str, text: str, timeout: float = 5.0) -> protocol.Response:
-        """Send an SMS to ``number`` from the user's phone."""
-        return self.request(self._sms_builder(number, text), timeout)
+    def send_sms(
+        self, number: str, text: str, timeout: float = 5.0, call_id: str = ""
+    ) -> protocol.Response:
+        """Send an SMS to ``number`` from the user's phone (``call_id``: ours, to match
+        its status events)."""
+        return self.request(self._sms_builder(number, text, call_id), timeout)
 
     def _call_builder(self, number: str) -> Callable[[int], str]:
         phone, pv = self._settings.phone, self._request_version
@@ -318,9 +321,11 @@ class ConnectorClient:
         pv = self._request_version
         return lambda rid: protocol.transfer_request(call_id, ext, rid, protocol_version=pv)
 
-    def _sms_builder(self, number: str, text: str) -> Callable[[int], str]:
+    def _sms_builder(self, number: str, text: str, call_id: str = "") -> Callable[[int], str]:
         phone, pv = self._settings.phone, self._request_version
-        return lambda rid: protocol.sms_request(phone, number, text, rid, protocol_version=pv)
+        return lambda rid: protocol.sms_request(
+            phone, number, text, rid, call_id=call_id, protocol_version=pv
+        )
 
     def _submit(
         self, build: Callable[[int], str], timeout: float | None

@@ -48,10 +48,17 @@ def transfer_request(call_id: str, to: str, request_id: int = 0, **kw: int) -> s
     return encode_request("Transfer", request_id, [("CallID", call_id), ("To", to)], **kw)
 
 
-def sms_request(from_ext: str, to: str, text: str, request_id: int = 0, **kw: int) -> str:
-    """Send an SMS from the user's phone: Generate 128 with base64 UTF-8 text."""
+def sms_request(
+    from_ext: str, to: str, text: str, request_id: int = 0, *, call_id: str = "", **kw: int
+) -> str:
+    """Send an SMS from the user's phone: Generate 128 with base64 UTF-8 text. A
+    ``call_id`` of ours (as the vendor's console sends) lets its type-256 statuses be
+    matched to it."""
     b64 = base64.b64encode(text.encode("utf-8")).decode("ascii")
-    fields = [("Event", 128), ("From", from_ext), ("To", to), ("Smstext", b64)]
+    fields: list[tuple[str, object]] = [("Event", 128), ("From", from_ext), ("To", to),
+                                        ("Smstext", b64)]
+    if call_id:
+        fields.append(("CallID", call_id))
     return encode_request("Generate", request_id, fields, **kw)
 
 
