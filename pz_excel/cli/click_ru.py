@@ -2,13 +2,17 @@
 
 click marks its texts for gettext (``from gettext import gettext as _`` in each module) but
 ships no catalogues. A Russian user must not meet "Missing argument" under a Russian help
-text, so when the language is Russian each click module's ``_``/``ngettext`` is pointed at
-this table; a text missing from it stays English (a newer click may add some).
+text, so each click module's ``_``/``ngettext`` is pointed at this table, which answers in the
+language current at the call (English passes through; a process that runs commands in both,
+such as the test suite, gets each in its own); a text missing from it stays English (a newer
+click may add some).
 """
 
 from __future__ import annotations
 
 import importlib
+
+from pz_excel.i18n import current_lang
 
 RU = {
     "Usage:": "Использование:",
@@ -84,11 +88,13 @@ MODULES = ("core", "decorators", "exceptions", "formatting", "parser", "termui",
 
 
 def gettext_ru(message: str) -> str:
+    if current_lang() != "ru":
+        return message
     return RU.get(message, message)
 
 
 def ngettext_ru(singular: str, plural: str, n: int) -> str:
-    text = RU_PLURAL.get((singular, plural))
+    text = RU_PLURAL.get((singular, plural)) if current_lang() == "ru" else None
     if text is None:
         return singular if n == 1 else plural
     if "{possibility}" in text and n != 1:  # the plural English form names the list
@@ -99,7 +105,7 @@ def ngettext_ru(singular: str, plural: str, n: int) -> str:
 
 
 def install() -> None:
-    """Point click's message functions at the Russian table (idempotent)."""
+    """Point click's message functions at the table (idempotent; any language)."""
     for name in MODULES:
         module = importlib.import_module(f"click.{name}")
         if hasattr(module, "_"):

@@ -12,7 +12,7 @@ import click
 
 from pz_excel import __version__
 from pz_excel.cli import click_ru
-from pz_excel.i18n import Text, UserError, current_lang, tr
+from pz_excel.i18n import Text, UserError, tr
 
 # name -> "module:attribute" of a click.Command; each module owns its options.
 COMMANDS = {
@@ -151,8 +151,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one clear line and exit code 2, never a traceback."""
-    if current_lang() == "ru":
-        click_ru.install()
+    click_ru.install()
     try:
         cli.main(args=argv, prog_name="pz-excel", standalone_mode=False)
     except UserError as exc:
