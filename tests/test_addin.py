@@ -149,7 +149,7 @@ def test_built_vba_project_reads_back_with_olevba(built: tuple[str, bytes], temp
         vba_bin = zf.read("xl/vbaProject.bin")
     modules = vba_modules(vba_bin)
     original = vba_modules(template_bin)
-    assert set(modules) == (set(original) - {"RibbonMyAddin"}) | {"PZExcel"}
+    assert set(modules) == (set(original) - {"RibbonMyAddin"}) | {"PZExcel", "PZFunctions"}
     bas = (ROOT / "pz_excel" / "excel" / "resources" / "PZExcel.bas").read_text(encoding="ascii")
     assert code_lines(modules["PZExcel"]) == code_lines(bas)
     xl_new, xl_old = code_lines(modules["xlwings"]), code_lines(original["xlwings"])
@@ -168,6 +168,9 @@ def test_built_vba_project_reads_back_with_olevba(built: tuple[str, bytes], temp
     parsed = vbaproject.read_project(vba_bin)
     assert parsed.name == "PZExcel"
     assert {m.name: m.kind for m in parsed.modules}["PZExcel"] == vbaproject.STD
+    # the worksheet functions ride along (tests/test_udf_stubs.py checks their text)
+    assert {m.name: m.kind for m in parsed.modules}["PZFunctions"] == vbaproject.STD
+    assert "Module=PZFunctions" in project_text
 
 
 def test_customui_injected_with_extensibility_relationship(built: tuple[str, bytes]) -> None:

@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 
 from pz_excel.agent import notify
-from pz_excel.agent.api import ApiClient, LocalApi
+from pz_excel.agent.api import ApiClient, ApiError, LocalApi
 from pz_excel.books.settings import (
     SettingCell,
     parse_settings,
@@ -35,7 +35,7 @@ from pz_excel.excel.number_pick import (
     pick_number,
 )
 from pz_excel.excel.settings_dialog import apply_setting_answer, problems_text, validate_settings
-from pz_excel.i18n import UserError
+from pz_excel.i18n import Text, UserError
 
 ANNA = "+7 (343) 011-22-33"
 BORIS = "8 343 011-22-44"
@@ -500,3 +500,87 @@ def test_table_header_uses_the_one_header_rule():
     row, cols = table_header(lambda n: sheet[n - 1] if n <= len(sheet) else [], CONTACTS, "phone")
     assert (row, cols) == (14, {"name": 1, "phone": 2, "owner": 3})
     assert table_header(lambda n: [], CONTACTS, "phone") == (0, {})
+
+
+# ---------------------------------------------------------------------- add contact, send SMS
+
+
+class ContactsAndSmsAgent:
+    """A stand-in agent answering POST /contacts and POST /sms as the real handlers do."""
+
+    def __init__(self, workbook: Path):
+        self.bodies: list[tuple[str, dict]] = []
+        self.api = LocalApi({("POST", "/contacts"): self.contacts, ("POST", "/sms"): self.sms})
+        self.api.start(
+            key="101-x", phone="101", workbook=str(workbook), server="ws://pbx/", journal="/tmp/j"
+        )
+
+    def contacts(self, params, body):
+        self.bodies.append(("/contacts", body))
+        number = key(body["number"])
+        if body["name"] == "Ivan Petrov":
+            raise ApiError(
+                409,
+                Text(
+                    f"{phones.display(number)} is already a contact: Ivan Petrov",
+                    f"{phones.display(number)} уже есть в контактах: Ivan Petrov",
+                ),
+            )
+        return {
+            "row": 7,
+            "number": number,
+            "display": phones.display(number),
+            "name": body["name"],
+            "owner": body["owner"],
+            "extension": "101",
+        }
+
+    def sms(self, params, body):
+        self.bodies.append(("/sms", body))
+        return {"call_id": "pz-sms-1", "to": "+" + key(body["to"]), "status": "sending"}
+
+
+def test_add_contact_posts_the_picked_number_and_reports_the_row(book, sheets):
+    row_of, cell = sheets
+    agent = ContactsAndSmsAgent(book)
+    try:
+        client = ApiClient.discover(workbook=book)
+        pick = pick_number([cell("Notes", "B1")], row_of)  # a number typed anywhere
+        text = macros.post_contact(client, pick, "Nina", "Anna")
+        assert agent.bodies == [
+            ("/contacts", {"number": "+7 343 011-22-66", "name": "Nina", "owner": "Anna"})
+        ]
+        shown = phones.display(key("+7 343 011-22-66"))
+        assert text.en == f"Contact added: Nina ({shown}), row 7 of Contacts. Owner: Anna."
+        assert text.ru == (
+            f"Контакт добавлен: Nina ({shown}), строка 7 листа «Контакты». Ответственный: Anna."
+        )
+        # the agent's refusal reaches the user in their language, as one clean message
+        with pytest.raises(UserError) as refused:
+            macros.post_contact(client, pick, "Ivan Petrov", "Anna")
+        assert "already a contact" in refused.value.text.en
+        assert "уже есть в контактах" in refused.value.text.ru
+    finally:
+        agent.api.stop()
+
+
+def test_send_sms_posts_number_and_text_as_typed(book, sheets):
+    row_of, cell = sheets
+    agent = ContactsAndSmsAgent(book)
+    try:
+        client = ApiClient.discover(workbook=book)
+        pick = pick_number([cell("Contacts", "A4")], row_of)  # a name: the row's phone
+        text = macros.post_sms(client, pick, "  Перезвоню в 15:00 ")
+        assert agent.bodies == [("/sms", {"to": ANNA, "text": "  Перезвоню в 15:00 "})]
+        assert text.en == f"SMS to {pick.label()} handed to the phone system (id pz-sms-1)."
+        assert text.ru == f"SMS на {pick.label()} передано в телефонию (номер pz-sms-1)."
+        assert pick.label().startswith("Ivan Petrov")
+    finally:
+        agent.api.stop()
+
+
+def test_new_ribbon_macros_are_entry_points():
+    # RunPython calls them without arguments; errors become message boxes, not tracebacks
+    for name in ("add_contact", "send_sms"):
+        func = getattr(macros, name)
+        assert func.__wrapped__.__name__ == f"_{name}"

@@ -36,6 +36,8 @@ CONTRACT = {
     "status",
     "refresh_contacts",
     "settings",
+    "add_contact",
+    "send_sms",
 }
 CYRILLIC = re.compile("[\u0400-\u04ff]")
 

@@ -1,8 +1,10 @@
 """Worksheet functions: ``=PZ_STATUS()``, ``=PZ_NORMALIZE(B2)``, ``=PZ_CALL(B2)`` …
 
 Thin xlwings wrappers around ``pz_excel.excel.udf_logic``; the logic is tested without
-Excel. xlwings shows each docstring (≤ 255 characters) and each ``@xw.arg(doc=…)`` in Excel's
-function wizard. Parameters carry no type hints on purpose: xlwings would take a hint as
+Excel. Excel reaches them through the add-in's VBA module ``PZFunctions``, generated from
+these decorators by ``pz_excel.excel.udf_stubs`` when the add-in is built. The docstrings
+(≤ 255 characters) and ``@xw.arg(doc=…)`` are the function wizard's help where xlwings'
+*Import Functions* registers them. Parameters carry no type hints on purpose: xlwings would take a hint as
 a value converter. The one xlwings object used, ``caller``, is read by
 ``pz_excel.books.excel_ui``.
 """
@@ -19,7 +21,8 @@ _NUMBER_DOC = (
 )
 
 
-@xw.func(category=CATEGORY)
+# volatile: Excel recalculates them on every change and F9, so they follow the agent
+@xw.func(category=CATEGORY, volatile=True)
 def PZ_STATUS():
     """State of the call agent, e.g. "connected · ext 101". / Состояние агента звонков."""
     return udf_logic.pz_status()
@@ -57,7 +60,8 @@ def PZ_CALLS(number, days=None):
     return udf_logic.pz_calls(number, days)
 
 
-@xw.func(category=CATEGORY)
+# volatile like PZ_STATUS: a missed call shows up at the next recalculation
+@xw.func(category=CATEGORY, volatile=True)
 @xw.arg(
     "owner",
     doc="Optional: an owner's name as in Contacts (empty = everyone). "

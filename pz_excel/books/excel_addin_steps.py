@@ -83,6 +83,7 @@ def build_vba_with_excel(
     remove_modules: Sequence[str],
     replace_lines: dict[str, tuple[str, str]],
     rename_sheets: dict[str, str],
+    extra_modules: Sequence[Path] = (),
 ) -> None:
     """Let Excel itself assemble the add-in's VBA project (Windows: COM only).
 
@@ -112,7 +113,8 @@ def build_vba_with_excel(
                 raise UserError(VBA_TRUST.format(why=exc)) from exc
             for name in remove_modules:
                 components.Remove(components.Item(name))
-            components.Import(str(module_path))
+            for path in (module_path, *extra_modules):  # extra: the worksheet function stubs
+                components.Import(str(path))
             for module, (old, new) in replace_lines.items():
                 code = components.Item(module).CodeModule
                 for number in range(1, code.CountOfLines + 1):

@@ -1,13 +1,16 @@
 """The Excel ribbon add-in: ``pz-excel addin build | install | remove | status``.
 
 ``pz_excel.xlam`` is xlwings' own ribbon add-in template (``xlwings quickstart --addin
---ribbon``) with three changes:
+--ribbon``) with four changes:
 
 * our ribbon: ``customUI/customUI14.xml`` (Office 2010+), a tab "Простые Звонки" / "Calls";
 * our VBA module ``PZExcel`` in place of the template's ``RibbonMyAddin``: one
   ``Sub OnX(control As IRibbonControl)`` per button, each a single ``RunPython`` line into
   :mod:`pz_excel.excel.macros` (the list is :data:`RIBBON_ACTIONS`, checked by the tests against the
   XML and the ``.bas``);
+* a second VBA module ``PZFunctions``: one stub per worksheet function of :data:`UDF_MODULE`
+  (:mod:`pz_excel.excel.udf_stubs`), so ``=PZ_STATUS()`` … work in every workbook without
+  xlwings' *Import Functions*;
 * the template's xlwings module with ``PROJECT_NAME = "pz_excel"``, so RunPython reads its
   settings (interpreter…) from ``%USERPROFILE%\\.pz_excel\\pz_excel.conf`` and not from another
   add-in's.
@@ -43,11 +46,11 @@ from pathlib import Path
 import click
 from lxml import etree
 
-from pz_excel.excel import vbaproject
+from pz_excel.excel import udf_stubs, vbaproject
 from pz_excel.i18n import Text, UserError, current_lang
 
 ADDIN_FILE = "pz_excel.xlam"
-UDF_MODULE = "pz_excel_udfs.pz_udfs"  # what xlwings' Import Functions loads: our PZ_* formulas
+UDF_MODULE = "pz_excel_udfs.pz_udfs"  # our PZ_* formulas: the stubs in PZFunctions call it
 PROJECT_NAME = "pz_excel"  # xlwings PROJECT_NAME: names the config file and config sheet
 VBA_PROJECT_NAME = "PZExcel"  # as the VBA editor shows the project
 VBA_MODULE = "PZExcel"  # the ribbon callbacks module (workbook/PZExcel.bas)
@@ -99,6 +102,8 @@ RIBBON_ACTIONS: tuple[RibbonAction, ...] = (
     RibbonAction("pzDisconnect", "OnDisconnect", "disconnect"),
     RibbonAction("pzCallSelected", "OnCallSelected", "call_selected"),
     RibbonAction("pzCallBack", "OnCallBack", "call_back"),
+    RibbonAction("pzSendSms", "OnSendSms", "send_sms"),
+    RibbonAction("pzAddContact", "OnAddContact", "add_contact"),
     RibbonAction("pzStatus", "OnStatus", "status"),
     RibbonAction("pzRefreshContacts", "OnRefreshContacts", "refresh_contacts"),
     RibbonAction("pzSettings", "OnSettings", "settings"),
@@ -274,8 +279,9 @@ def _rename_conf_sheet(entries: dict[str, bytes]) -> None:
 
 
 def pz_vba_project(template_bin: bytes) -> bytes:
-    """The template's ``vbaProject.bin`` with our module in, its ribbon module out and the
-    xlwings ``PROJECT_NAME`` set (see :mod:`pz_excel.vbaproject`)."""
+    """The template's ``vbaProject.bin`` with our modules in (ribbon callbacks, worksheet
+    function stubs), its ribbon module out and the xlwings ``PROJECT_NAME`` set (see
+    :mod:`pz_excel.vbaproject`)."""
     version = xlwings_version()
     project = vbaproject.read_project(template_bin)
     try:
@@ -288,6 +294,9 @@ def pz_vba_project(template_bin: bytes) -> bytes:
     xlwings_mod.source = xlwings_mod.source.replace(TEMPLATE_PROJECT_LINE, PROJECT_LINE)
     project.modules = [m for m in project.modules if m.name != TEMPLATE_RIBBON_MODULE]
     project.modules.append(vbaproject.module_from_bas(vba_module_text(), VBA_MODULE))
+    # the worksheet functions come with the add-in: no Import Functions per workbook
+    functions = udf_stubs.vba_source(UDF_MODULE)
+    project.modules.append(vbaproject.module_from_bas(functions, udf_stubs.MODULE_NAME))
     project.name = VBA_PROJECT_NAME
     return vbaproject.write_project(project)
 
@@ -310,11 +319,14 @@ def build_with_excel(lang: str) -> bytes:
         module = Path(tmp) / f"{VBA_MODULE}.bas"
         # VBComponents.Import wants CRLF lines in the ANSI code page (the .bas is ASCII)
         module.write_bytes(vba_module_text().replace("\r\n", "\n").replace("\n", "\r\n").encode())
+        functions = Path(tmp) / f"{udf_stubs.MODULE_NAME}.bas"  # already CRLF and ASCII
+        functions.write_bytes(udf_stubs.vba_source(UDF_MODULE).encode("ascii"))
         built = Path(tmp) / "vba.xlam"
         excel_addin_steps.build_vba_with_excel(
             template=work,
             out=built,
             module_path=module,
+            extra_modules=[functions],
             remove_modules=[TEMPLATE_RIBBON_MODULE],
             replace_lines={TEMPLATE_XLWINGS_MODULE: (TEMPLATE_PROJECT_LINE, PROJECT_LINE)},
             rename_sheets={TEMPLATE_CONF_SHEET: CONF_SHEET},

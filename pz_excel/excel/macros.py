@@ -40,8 +40,10 @@ from pz_excel.excel.messages import (
     NOT_RUNNING,
     TITLE,
     call_message,
+    contact_added_message,
     not_running_message,
     refresh_message,
+    sms_sent_message,
     status_message,
 )
 from pz_excel.excel.number_pick import (
@@ -69,6 +71,18 @@ CALL_TIMEOUT = 8.0  # s: the agent itself waits up to 5 s for the connector's an
 def place_call(client: ApiClient, pick: Pick) -> tuple[bool, Text]:
     """POST /call for a button press (no once-key: a press is a deliberate dial)."""
     return call_message(pick, client.post("/call", {"number": pick.to_dial}))
+
+
+def post_contact(client: ApiClient, pick: Pick, name: str, owner: str) -> Text:
+    """POST /contacts: the agent adds the row to Contacts (it refuses a number already
+    there, an owner not in Managers), so the next call from the number is routed."""
+    body = {"number": pick.to_dial, "name": name, "owner": owner}
+    return contact_added_message(pick, client.post("/contacts", body))
+
+
+def post_sms(client: ApiClient, pick: Pick, text: str) -> Text:
+    """POST /sms from the user's extension to the picked number."""
+    return sms_sent_message(pick, client.post("/sms", {"to": pick.to_dial, "text": text}))
 
 
 def _macro(action: Callable[[Any], None]) -> Callable[[], None]:
@@ -286,6 +300,51 @@ def _refresh_contacts(book: Any) -> None:
     excel_ui.message_box(book, str(refresh_message(result)), str(TITLE))
 
 
+def _ask(book: Any, en: str, ru: str) -> str | None:
+    """One line from the user; ``None`` when cancelled (the macro then does nothing)."""
+    from pz_excel.books import excel_ui
+
+    answer = excel_ui.input_box(book, str(Text(en, ru)), str(TITLE))
+    return None if answer is None else " ".join(answer.split())
+
+
+def _add_contact(book: Any) -> None:
+    from pz_excel.books import excel_ui
+
+    pick = pick_number(excel_ui.selection_values(book), _row_reader(book))
+    assert pick is not None  # only tables_only picks may be None
+    client = _client(book)
+    name = _ask(book, f"Name of the contact for {pick.shown}:", f"Имя контакта для {pick.shown}:")
+    if name is None:
+        return
+    # an empty answer means "mine": the owner of this agent's extension on Managers
+    mine = owner_for_extension(excel_ui.sheet_table(book, MANAGERS.names), client.info.phone)
+    hint_en = f" (empty: {mine})" if mine else ""
+    hint_ru = f" (пусто — {mine})" if mine else ""
+    owner = _ask(
+        book,
+        f"Owner: a name or an extension from Managers{hint_en}:",
+        f"Ответственный: имя или добавочный с листа «Менеджеры»{hint_ru}:",
+    )
+    if owner is None:
+        return
+    text = post_contact(client, pick, name, owner or mine or "")
+    excel_ui.message_box(book, str(text), str(TITLE))
+
+
+def _send_sms(book: Any) -> None:
+    from pz_excel.books import excel_ui
+
+    pick = pick_number(excel_ui.selection_values(book), _row_reader(book))
+    assert pick is not None  # only tables_only picks may be None
+    client = _client(book, CALL_TIMEOUT)  # the agent waits for the connector's answer
+    prompt = Text(f"SMS text for {pick.label()}:", f"Текст SMS для {pick.label()}:")
+    answer = excel_ui.input_box(book, str(prompt), str(TITLE))  # as typed: spaces are text
+    if answer is None:
+        return
+    excel_ui.status_bar(book, str(post_sms(client, pick, answer)))
+
+
 def _settings(book: Any) -> None:
     from pz_excel.books import excel_ui
 
@@ -300,3 +359,5 @@ call_back = _macro(_call_back)
 status = _macro(_status)
 refresh_contacts = _macro(_refresh_contacts)
 settings = _macro(_settings)
+add_contact = _macro(_add_contact)
+send_sms = _macro(_send_sms)

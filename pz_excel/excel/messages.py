@@ -104,3 +104,29 @@ def refresh_message(result: Mapping[str, Any]) -> Text:
         en += f"\n\nWarnings ({len(warnings)}):\n{shown}{more_en}"
         ru += f"\n\nПредупреждения ({len(warnings)}):\n{shown}{more_ru}"
     return Text(en, ru)
+
+
+def contact_added_message(pick: Pick, result: Mapping[str, Any]) -> Text:
+    """The answer to POST /contacts: which row of Contacts now holds the number."""
+    shown = str(result.get("display") or result.get("number") or pick.shown)
+    name = str(result.get("name") or "").strip()
+    who = f"{name} ({shown})" if name else shown
+    row = result.get("row")
+    owner = str(result.get("owner") or "").strip()
+    en = f"Contact added: {who}, row {row} of Contacts."
+    ru = f"Контакт добавлен: {who}, строка {row} листа «Контакты»."
+    if owner:
+        en += f" Owner: {owner}."
+        ru += f" Ответственный: {owner}."
+    return Text(en, ru)
+
+
+def sms_sent_message(pick: Pick, result: Mapping[str, Any]) -> Text:
+    """The answer to POST /sms: the connector took the message; delivery comes later."""
+    ref = str(result.get("call_id") or "")
+    tail_en = f" (id {ref})" if ref else ""
+    tail_ru = f" (номер {ref})" if ref else ""
+    return Text(
+        f"SMS to {pick.label()} handed to the phone system{tail_en}.",
+        f"SMS на {pick.label()} передано в телефонию{tail_ru}.",
+    )

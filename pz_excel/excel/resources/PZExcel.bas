@@ -25,6 +25,14 @@ Sub OnCallBack(control As IRibbonControl)
     RunPython "import pz_excel.excel.macros as m; m.call_back()"
 End Sub
 
+Sub OnSendSms(control As IRibbonControl)
+    RunPython "import pz_excel.excel.macros as m; m.send_sms()"
+End Sub
+
+Sub OnAddContact(control As IRibbonControl)
+    RunPython "import pz_excel.excel.macros as m; m.add_contact()"
+End Sub
+
 Sub OnStatus(control As IRibbonControl)
     RunPython "import pz_excel.excel.macros as m; m.status()"
 End Sub
