@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 
 from pz_excel.agent import notify
-from pz_excel.agent.api import ApiClient, ApiError, LocalApi
+from pz_excel.agent.api import ApiClient, LocalApi
 from pz_excel.books.settings import (
     SettingCell,
     parse_settings,
@@ -31,11 +31,12 @@ from pz_excel.excel.number_pick import (
     Pick,
     call_back_pick,
     latest_missed,
+    next_contact_row,
     owner_for_extension,
     pick_number,
 )
 from pz_excel.excel.settings_dialog import apply_setting_answer, problems_text, validate_settings
-from pz_excel.i18n import Text, UserError
+from pz_excel.i18n import UserError
 
 ANNA = "+7 (343) 011-22-33"
 BORIS = "8 343 011-22-44"
@@ -505,78 +506,72 @@ def test_table_header_uses_the_one_header_rule():
 # ---------------------------------------------------------------------- add contact, send SMS
 
 
-class ContactsAndSmsAgent:
-    """A stand-in agent answering POST /contacts and POST /sms as the real handlers do."""
+@pytest.fixture
+def running_agent(tmp_path):
+    """A real agent on our test connector, for the buttons that go through it."""
+    from pz_excel.tools.testserver import ServerThread
+    from tests.test_agent import make_book, start_agent
 
-    def __init__(self, workbook: Path):
-        self.bodies: list[tuple[str, dict]] = []
-        self.api = LocalApi({("POST", "/contacts"): self.contacts, ("POST", "/sms"): self.sms})
-        self.api.start(
-            key="101-x", phone="101", workbook=str(workbook), server="ws://pbx/", journal="/tmp/j"
-        )
-
-    def contacts(self, params, body):
-        self.bodies.append(("/contacts", body))
-        number = key(body["number"])
-        if body["name"] == "Ivan Petrov":
-            raise ApiError(
-                409,
-                Text(
-                    f"{phones.display(number)} is already a contact: Ivan Petrov",
-                    f"{phones.display(number)} уже есть в контактах: Ivan Petrov",
-                ),
-            )
-        return {
-            "row": 7,
-            "number": number,
-            "display": phones.display(number),
-            "name": body["name"],
-            "owner": body["owner"],
-            "extension": "101",
-        }
-
-    def sms(self, params, body):
-        self.bodies.append(("/sms", body))
-        return {"call_id": "pz-sms-1", "to": "+" + key(body["to"]), "status": "sending"}
+    server = ServerThread().start()
+    crm = make_book(tmp_path / "crm.xlsx")
+    agent = start_agent(crm, server)
+    yield agent, crm, server
+    agent.stop()
+    server.stop()
 
 
-def test_add_contact_posts_the_picked_number_and_reports_the_row(book, sheets):
-    row_of, cell = sheets
-    agent = ContactsAndSmsAgent(book)
-    try:
-        client = ApiClient.discover(workbook=book)
-        pick = pick_number([cell("Notes", "B1")], row_of)  # a number typed anywhere
-        text = macros.post_contact(client, pick, "Nina", "Anna")
-        assert agent.bodies == [
-            ("/contacts", {"number": "+7 343 011-22-66", "name": "Nina", "owner": "Anna"})
-        ]
-        shown = phones.display(key("+7 343 011-22-66"))
-        assert text.en == f"Contact added: Nina ({shown}), row 7 of Contacts. Owner: Anna."
-        assert text.ru == (
-            f"Контакт добавлен: Nina ({shown}), строка 7 листа «Контакты». Ответственный: Anna."
-        )
-        # the agent's refusal reaches the user in their language, as one clean message
-        with pytest.raises(UserError) as refused:
-            macros.post_contact(client, pick, "Ivan Petrov", "Anna")
-        assert "already a contact" in refused.value.text.en
-        assert "уже есть в контактах" in refused.value.text.ru
-    finally:
-        agent.api.stop()
+def test_add_contact_checks_with_the_agent_then_excel_writes_the_row(running_agent):
+    """In Excel the book is Excel's: the agent checks and gives the values (nothing
+    written to the file), the macro writes them below the last row, then /refresh."""
+    _agent, crm, _server = running_agent
+    before = crm.read_bytes()
+    client = ApiClient.discover(workbook=crm)
+    pick = pick_number([("Notes", 1, 2, "+7 343 011-22-66")], lambda sheet, row: [])
+    checked = macros.check_contact(client, pick, " Nina  Orlova ", "boris ivanov")
+    assert checked["row"] is None and checked["number"] == key("+7 343 011-22-66")
+    assert (checked["name"], checked["owner"], checked["extension"]) == (
+        "Nina Orlova", "Boris Ivanov", "102")
+    assert crm.read_bytes() == before
+    message = messages.contact_added_message(pick, {**checked, "row": 6})
+    assert message.en.startswith("Contact added: Nina Orlova (") and "row 6" in message.en
+    assert "строка 6 листа «Контакты»" in message.ru
+    # The agent's refusals reach the user in their language, as one clean message.
+    olga = pick_number([("Notes", 1, 2, "8 912 555 44 33")], lambda sheet, row: [])
+    with pytest.raises(UserError) as refused:
+        macros.check_contact(client, olga, "Olga again", "Anna Smirnova")
+    assert "already a contact: Olga Sidorova" in refused.value.text.en
+    assert "уже есть в контактах" in refused.value.text.ru
+    with pytest.raises(UserError) as refused:
+        macros.check_contact(client, pick, "Nina", "Nobody Known")
+    assert "Anna Smirnova (101)" in refused.value.text.en
+    assert crm.read_bytes() == before
 
 
-def test_send_sms_posts_number_and_text_as_typed(book, sheets):
-    row_of, cell = sheets
-    agent = ContactsAndSmsAgent(book)
-    try:
-        client = ApiClient.discover(workbook=book)
-        pick = pick_number([cell("Contacts", "A4")], row_of)  # a name: the row's phone
-        text = macros.post_sms(client, pick, "  Перезвоню в 15:00 ")
-        assert agent.bodies == [("/sms", {"to": ANNA, "text": "  Перезвоню в 15:00 "})]
-        assert text.en == f"SMS to {pick.label()} handed to the phone system (id pz-sms-1)."
-        assert text.ru == f"SMS на {pick.label()} передано в телефонию (номер pz-sms-1)."
-        assert pick.label().startswith("Ivan Petrov")
-    finally:
-        agent.api.stop()
+def test_next_contact_row_is_below_the_last_filled_row():
+    rows = [
+        ["Our clients", None, None],
+        [None, None, None],
+        ["Name", "Phone", "Owner"],
+        ["Ivan", "+7 343 011-22-33", "101"],
+        [None, None, None],
+        ["Olga", "89125554433", None],
+        [None, None, None],
+    ]
+    row, cols = next_contact_row(rows)
+    assert row == 7 and (cols["name"], cols["phone"], cols["owner"]) == (1, 2, 3)
+    assert next_contact_row(rows[:3])[0] == 4  # an empty table: right under the header
+    with pytest.raises(UserError):
+        next_contact_row([["Notes only"]])
+
+
+def test_send_sms_goes_to_the_connector_as_typed(running_agent):
+    _agent, crm, server = running_agent
+    client = ApiClient.discover(workbook=crm)
+    pick = pick_number([("Notes", 1, 2, "8 912 555 44 33")], lambda sheet, row: [])
+    text = macros.post_sms(client, pick, "  Перезвоню в 15:00 ")
+    assert server.wait_for(lambda: any("type = 128" in x for x in server.log_lines), 5)
+    assert text.en.startswith(f"SMS to {pick.label()} handed to the phone system (id ")
+    assert text.ru.startswith(f"SMS на {pick.label()} передано в телефонию (номер ")
 
 
 def test_new_ribbon_macros_are_entry_points():

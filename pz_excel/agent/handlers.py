@@ -319,6 +319,11 @@ class ApiHandlers:
                 f"{phones.display(key)} уже есть в контактах: {taken.name} (строка "
                 f"{taken.row} листа «Контакты», ответственный {taken.owner or '—'})",
             ))
+        if body.get("check"):
+            # The ribbon, in Excel: the book is Excel's while open, so the macro writes the
+            # row itself and then asks for /refresh; here only the checks and the values.
+            return {"row": None, "number": key, "display": phones.display(key), "name": name,
+                    "owner": owner, "extension": self.index.owner_extension(owner)}
         writer = ContactAppend(name, phones.display(key), owner)
         try:
             with self._book_io:

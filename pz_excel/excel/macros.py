@@ -28,7 +28,7 @@ from pz_excel.books import BookLocked
 from pz_excel.books.identity import is_local_path
 from pz_excel.books.settings import parse_settings, settings_values
 from pz_excel.connector import credentials
-from pz_excel.crm.schema import CALLS, MANAGERS
+from pz_excel.crm.schema import CALLS, CONTACTS, MANAGERS
 from pz_excel.excel.agent_process import (
     API_TIMEOUT,
     agent_for,
@@ -51,6 +51,7 @@ from pz_excel.excel.number_pick import (
     RowReader,
     call_back_pick,
     latest_missed,
+    next_contact_row,
     owner_for_extension,
     pick_number,
 )
@@ -73,11 +74,12 @@ def place_call(client: ApiClient, pick: Pick) -> tuple[bool, Text]:
     return call_message(pick, client.post("/call", {"number": pick.to_dial}))
 
 
-def post_contact(client: ApiClient, pick: Pick, name: str, owner: str) -> Text:
-    """POST /contacts: the agent adds the row to Contacts (it refuses a number already
-    there, an owner not in Managers), so the next call from the number is routed."""
-    body = {"number": pick.to_dial, "name": name, "owner": owner}
-    return contact_added_message(pick, client.post("/contacts", body))
+def check_contact(client: ApiClient, pick: Pick, name: str, owner: str) -> dict[str, Any]:
+    """POST /contacts with ``check``: the agent's rules (a number already there, an owner
+    not in Managers, not a phone number) and the values to write, nothing written: while
+    the book is open, it is Excel's, so the macro writes the row (``_add_contact``)."""
+    body = {"number": pick.to_dial, "name": name, "owner": owner, "check": True}
+    return client.post("/contacts", body)
 
 
 def post_sms(client: ApiClient, pick: Pick, text: str) -> Text:
@@ -328,7 +330,14 @@ def _add_contact(book: Any) -> None:
     )
     if owner is None:
         return
-    text = post_contact(client, pick, name, owner or mine or "")
+    checked = check_contact(client, pick, name, owner or mine or "")
+    row, cols = next_contact_row(excel_ui.sheet_table(book, CONTACTS.names))
+    for key in ("name", "phone", "owner"):
+        if key in cols:  # text stays text: write_cell never makes a formula or a number
+            value = checked["display"] if key == "phone" else checked[key]
+            excel_ui.write_cell(book, CONTACTS.names, row, cols[key], value)
+    client.post("/refresh")  # the agent reads what Excel shows, saved or not
+    text = contact_added_message(pick, {**checked, "row": row})
     excel_ui.message_box(book, str(text), str(TITLE))
 
 

@@ -193,6 +193,26 @@ def pick_number(
     )
 
 
+def next_contact_row(rows: Sequence[Sequence[Any]]) -> tuple[int, dict[str, int]]:
+    """Where the ribbon's *Add contact* writes in Contacts read as ``rows`` (row 1 first):
+    the row below the last one holding anything under the header (as the agent appends to
+    the file), and the header's {column key: 1-based column}."""
+    header_row, cols = table_header(
+        lambda n: rows[n - 1] if n <= len(rows) else [], CONTACTS, "phone"
+    )
+    if not header_row:
+        raise UserError(
+            Text(
+                "Contacts has no header row with a Phone column: add the header first.",
+                "На листе «Контакты» нет строки заголовков со столбцом «Телефон».",
+            )
+        )
+    last = next(
+        (n for n in range(len(rows), header_row, -1) if _filled(rows[n - 1])), header_row
+    )
+    return last + 1, cols
+
+
 def owner_for_extension(table: Sequence[Sequence[Any]], extension: str) -> str | None:
     """The Managers sheet's owner whose extension is ``extension``, if any."""
     header_row, cols = table_header(
