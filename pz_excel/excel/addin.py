@@ -47,7 +47,7 @@ import click
 from lxml import etree
 
 from pz_excel.excel import udf_stubs, vbaproject
-from pz_excel.i18n import Text, UserError, current_lang
+from pz_excel.i18n import Text, UserError, current_lang, tr
 
 ADDIN_FILE = "pz_excel.xlam"
 UDF_MODULE = "pz_excel_udfs.pz_udfs"  # our PZ_* formulas: the stubs in PZFunctions call it
@@ -438,29 +438,47 @@ _LANG_OPTION = click.option(
     "--lang",
     type=click.Choice(LANGS),
     default=None,
-    help="ribbon language (default: PZ_LANG or the system's) / язык ленты",
+    help=tr(
+        "Ribbon language (default: PZ_LANG or the system's).",
+        "Язык ленты (по умолчанию — PZ_LANG или язык системы).",
+    ),
 )
 _ENGINE_OPTION = click.option(
     "--engine",
     type=click.Choice(["auto", "excel", "offline"]),
     default="auto",
     show_default=True,
-    help="who writes the VBA project: Excel via COM (Windows) or pz-excel itself",
+    help=tr(
+        "Who writes the VBA project: Excel via COM (Windows) or pz-excel itself.",
+        "Кто пишет проект VBA: Excel через COM (Windows) или сам pz-excel.",
+    ),
 )
 
 
-@click.group("addin")
+@click.group(
+    "addin",
+    help=tr(
+        "Build, install or remove the Excel ribbon add-in (with the PZ_* formulas).",
+        "Собрать, установить или удалить надстройку Excel с лентой (и формулами PZ_*).",
+    ),
+)
 def command() -> None:
-    """Build, install or remove the Excel ribbon add-in / надстройка с лентой для Excel."""
+    """The ``addin`` group."""
 
 
-@command.command("build")
+@command.command(
+    "build",
+    help=tr(
+        "Assemble pz_excel.xlam from the xlwings template, our ribbon and our VBA modules.",
+        "Собрать pz_excel.xlam из шаблона xlwings, нашей ленты и наших модулей VBA.",
+    ),
+)
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path(ADDIN_FILE),
     show_default=True,
-    help="where to write the add-in",
+    help=tr("Where to write the add-in.", "Куда записать надстройку."),
 )
 @_LANG_OPTION
 @_ENGINE_OPTION
@@ -471,13 +489,19 @@ def build_command(out: Path, lang: str | None, engine: str) -> None:
     click.echo(str(Text("add-in written: {p}", "надстройка записана: {p}").format(p=out)))
 
 
-@command.command("install")
+@command.command(
+    "install",
+    help=tr(
+        "Copy the add-in to Excel's XLSTART folder (like 'xlwings addin install').",
+        "Скопировать надстройку в папку XLSTART Excel (как 'xlwings addin install').",
+    ),
+)
 @click.option(
     "--file",
     "file_",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="install this .xlam instead of building one",
+    help=tr("Install this .xlam instead of building one.", "Установить этот .xlam вместо сборки."),
 )
 @_LANG_OPTION
 @_ENGINE_OPTION
@@ -508,7 +532,13 @@ def install_command(file_: Path | None, lang: str | None, engine: str) -> None:
         )
 
 
-@command.command("remove")
+@command.command(
+    "remove",
+    help=tr(
+        "Remove the add-in from Excel's XLSTART folder (settings are kept).",
+        "Удалить надстройку из папки XLSTART Excel (настройки сохраняются).",
+    ),
+)
 def remove_command() -> None:
     """Remove the add-in from Excel's XLSTART folder (settings are kept)."""
     _needs_excel_here(INSTALL_NEEDS_EXCEL)
@@ -526,7 +556,13 @@ def remove_command() -> None:
     click.echo(str(Text("add-in removed: {p}", "надстройка удалена: {p}").format(p=target)))
 
 
-@command.command("status")
+@command.command(
+    "status",
+    help=tr(
+        "Show where the add-in is installed and which Python it runs.",
+        "Где установлена надстройка и какой Python она запускает.",
+    ),
+)
 def status_command() -> None:
     """Show where the add-in is installed and which Python it runs."""
     _needs_excel_here(INSTALL_NEEDS_EXCEL)
