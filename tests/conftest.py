@@ -17,6 +17,20 @@ def _isolated_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(autouse=True)
+def _pz_logger_restored():
+    """An in-process ``pz-excel run`` points the ``pz_excel`` logger at that test's stderr
+    (``console_log.setup_logging``); put it back so later tests don't write into a closed
+    capture."""
+    import logging
+
+    logger = logging.getLogger("pz_excel")
+    saved = (list(logger.handlers), logger.level, logger.propagate, list(logger.filters))
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+    logger.filters[:] = saved[3]
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> object:
     """Poll a condition until it holds; fail with ``what`` on timeout (no sleep-and-hope)."""
     deadline = time.monotonic() + timeout

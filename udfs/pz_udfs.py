@@ -4,8 +4,8 @@ Thin xlwings wrappers around ``pz_excel.excel.udf_logic``; the logic is tested w
 Excel. Excel reaches them through the add-in's VBA module ``PZFunctions``, generated from
 these decorators by ``pz_excel.excel.udf_stubs`` when the add-in is built. The docstrings
 (≤ 255 characters) and ``@xw.arg(doc=…)`` are the function wizard's help where xlwings'
-*Import Functions* registers them. Parameters carry no type hints on purpose: xlwings would take a hint as
-a value converter. The one xlwings object used, ``caller``, is read by
+*Import Functions* registers them. Parameters carry no type hints on purpose: xlwings would
+take a hint as a value converter. The one xlwings object used, ``caller``, is read by
 ``pz_excel.books.excel_ui``.
 """
 

@@ -9,17 +9,22 @@ choose when there are several.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 
 from pz_excel import paths
 from pz_excel.books.settings import area_code_setting, read_settings_sheet
 from pz_excel.cli.console_log import setup_logging
-from pz_excel.i18n import Text, UserError, current_lang
+from pz_excel.connector.tls_cli import chosen_pin, tls_click_options
+from pz_excel.i18n import Text, UserError, current_lang, tr
+
+log = logging.getLogger(__name__)
 
 
 def _tls_options(pin: str | None, legacy: bool, ca_file: str | None):
@@ -31,6 +36,57 @@ def _tls_options(pin: str | None, legacy: bool, ca_file: str | None):
         return TlsOptions(pin_sha256=pin, legacy=legacy, ca_file=ca_file)
     except ValueError as exc:
         raise UserError(Text(str(exc), str(exc))) from exc
+
+
+def connector_target(
+    workbook: Path | None, server: str | None, phone: str | None
+) -> tuple[str, str, dict[str, str]]:
+    """(server, extension, Settings sheet) of a command that connects for ``workbook``
+    (``None``: no sheet): ``--server``/``--phone`` win over the sheet; the address is checked
+    by the one rule (``normalize_server_url``) before anything connects. ``run`` and
+    ``password`` share it, so a password is stored under the key the agent reads."""
+    from pz_excel.protocol.login import ProtocolError, normalize_server_url
+
+    sheet: dict[str, str] = {}
+    if workbook is not None:
+        workbook = workbook.expanduser()
+        if not workbook.exists():
+            raise UserError(
+                Text(
+                    f"workbook not found: {workbook} (create one: pz-excel init)",
+                    f"книга не найдена: {workbook} (создайте: pz-excel init)",
+                )
+            )
+        sheet = read_settings_sheet(workbook)
+    name = workbook.name if workbook is not None else ""
+    where = (
+        Text("--server", "--server")
+        if server
+        else Text(f"Settings sheet of {name}", f"лист «Настройки» книги {name}")
+    )
+    server = server or sheet.get("server")
+    phone = phone or sheet.get("phone")
+    if not server:
+        raise UserError(
+            Text(
+                "no connector address: give --server or fill Settings",
+                "не указан адрес коннектора: --server или лист «Настройки»",
+            )
+        )
+    try:
+        normalize_server_url(server)
+    except ProtocolError as exc:
+        raise UserError(
+            Text(f"{exc.text.en} (from {where.en})", f"{exc.text.ru} (источник: {where.ru})")
+        ) from None
+    if not phone:
+        raise UserError(
+            Text(
+                "no extension: give --phone or fill Settings",
+                "не указан добавочный: --phone или лист «Настройки»",
+            )
+        )
+    return server, phone, sheet
 
 
 def build_config(
@@ -45,40 +101,22 @@ def build_config(
     tls=None,
     journal=None,
     area_code: str | None = None,
+    lookup: list | None = None,
 ):
+    """The agent's configuration; ``lookup``, if given, receives the
+    :class:`~pz_excel.connector.credentials.PasswordLookup` (where the password was found)."""
     from pz_excel.agent.lifecycle import AgentConfig
-    from pz_excel.connector.credentials import get_password
+    from pz_excel.connector.credentials import find_password
 
-    workbook = workbook.expanduser()
-    if not workbook.exists():
-        raise UserError(
-            Text(
-                f"workbook not found: {workbook} (create one: pz-excel init)",
-                f"книга не найдена: {workbook} (создайте: pz-excel init)",
-            )
-        )
-    sheet = read_settings_sheet(workbook)
-    server = server or sheet.get("server")
-    phone = phone or sheet.get("phone")
-    if not server:
-        raise UserError(
-            Text(
-                "no connector address: give --server or fill Settings",
-                "не указан адрес коннектора: --server или лист «Настройки»",
-            )
-        )
-    if not phone:
-        raise UserError(
-            Text(
-                "no extension: give --phone or fill Settings",
-                "не указан добавочный: --phone или лист «Настройки»",
-            )
-        )
+    server, phone, sheet = connector_target(workbook, server, phone)
+    found = find_password(server, phone, password_env)
+    if lookup is not None:
+        lookup.append(found)
     return AgentConfig(
-        workbook=workbook,
+        workbook=workbook.expanduser(),
         server=server,
         phone=phone,
-        password=get_password(server, phone, password_env),
+        password=found.password,
         client_type=client_type or sheet.get("client_type") or "excel",
         guid=guid or "",
         fallback=fallback or sheet.get("fallback") or "",
@@ -89,29 +127,71 @@ def build_config(
     )
 
 
-@click.command("run")
-@click.option("--workbook", "-w", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--server", "-s", help="Connector URL, e.g. ws://pbx:10150 (or Settings sheet).")
-@click.option("--phone", "-p", help="Your extension (or Settings sheet).")
+@click.command(
+    "run",
+    help=tr(
+        "Run the call agent in the foreground; Ctrl+C stops it cleanly.",
+        "Запустить агента звонков в этом окне; Ctrl+C аккуратно его останавливает.",
+    ),
+)
+@click.option(
+    "--workbook",
+    "-w",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=tr("The CRM workbook.", "Книга CRM."),
+)
+@click.option(
+    "--server",
+    "-s",
+    help=tr(
+        "Connector address, e.g. ws://pbx:10150 (default: the Settings sheet).",
+        "Адрес коннектора, например ws://pbx:10150 (по умолчанию — с листа «Настройки»).",
+    ),
+)
+@click.option(
+    "--phone",
+    "-p",
+    help=tr(
+        "Your extension (default: the Settings sheet).",
+        "Ваш добавочный (по умолчанию — с листа «Настройки»).",
+    ),
+)
 @click.option(
     "--password-env",
     metavar="VAR",
-    help="Read the password from this variable (default: the OS keyring).",
+    help=tr(
+        "Read the password from this variable (default: the OS keyring: pz-excel password set).",
+        "Взять пароль из этой переменной (по умолчанию — из системного хранилища паролей: "
+        "pz-excel password set).",
+    ),
 )
-@click.option("--client-type", default=None, help="Client type (licence), default excel.")
-@click.option("--guid", default=None, help="Client GUID (default: the extension).")
-@click.option("--fallback", default=None, help="Extension for unknown callers.")
+@click.option(
+    "--client-type",
+    default=None,
+    help=tr("Client type (licence), default excel.", "Тип клиента (лицензия), по умолчанию excel."),
+)
+@click.option(
+    "--guid",
+    default=None,
+    help=tr("Client GUID (default: the extension).", "GUID клиента (по умолчанию — добавочный)."),
+)
+@click.option(
+    "--fallback",
+    default=None,
+    help=tr("Extension for unknown callers.", "Добавочный для неизвестных абонентов."),
+)
 @click.option(
     "--area-code",
     default=None,
-    help="City area code, e.g. 343: 5-7 digit numbers are then that city's (or Settings sheet).",
+    help=tr(
+        "City area code, e.g. 343: 5-7 digit numbers are then that city's (or Settings sheet).",
+        "Код города, например 343: номера из 5–7 цифр считаются номерами этого города "
+        "(или лист «Настройки»).",
+    ),
 )
-@click.option("--pin-sha256", default=None, help="Pinned SHA-256 of the wss certificate.")
-@click.option(
-    "--legacy-tls", is_flag=True, help="Allow TLS 1.0 for old connectors (needs --pin-sha256)."
-)
-@click.option("--ca-file", default=None, help="CA bundle for wss.")
-@click.option("--verbose", "-v", is_flag=True)
+@tls_click_options
+@click.option("--verbose", "-v", is_flag=True, help=tr("Debug log lines.", "Подробный журнал."))
 def run_command(
     workbook: Path,
     server: str | None,
@@ -122,14 +202,15 @@ def run_command(
     fallback: str | None,
     area_code: str | None,
     pin_sha256: str | None,
+    pin_alias: str | None,
     legacy_tls: bool,
     ca_file: str | None,
     verbose: bool,
 ) -> None:
-    """Run the call agent in the foreground; Ctrl+C stops it cleanly."""
     from pz_excel.agent.lifecycle import Agent
 
     setup_logging(verbose)
+    lookup: list = []
     config = build_config(
         workbook,
         server,
@@ -138,8 +219,9 @@ def run_command(
         client_type,
         guid,
         fallback,
-        tls=_tls_options(pin_sha256, legacy_tls, ca_file),
+        tls=_tls_options(chosen_pin(pin_sha256, pin_alias), legacy_tls, ca_file),
         area_code=area_code,
+        lookup=lookup,
     )
     agent = Agent(config).start()
     click.echo(
@@ -157,12 +239,21 @@ def run_command(
     done = threading.Event()
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    # The final state is said once, as the exit line: the log lines of it go.
+    quiet = _FinalStateFilter(agent)
+    loggers = [logging.getLogger(n) for n in ("pz_excel.agent.lifecycle", CONNECTOR_LOG)]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    hinted = False
     try:
         while not done.wait(0.25):
-            state = agent.client.state if agent.client else None
+            client = agent.client
+            state = client.state if client else None
+            if not hinted and client is not None:
+                hinted = _first_failure_hint(client, config.settings.url)
             if state is not None and state.kind == "stopped" and state.close is not None:
                 agent.stop()
-                raise UserError(state.text)
+                raise UserError(_final_text(state, lookup[0]))
             if agent.stopped:
                 break
     except KeyboardInterrupt:
@@ -170,7 +261,66 @@ def run_command(
     finally:
         signal.signal(signal.SIGTERM, previous)
         agent.stop()
+        for logger in loggers:
+            logger.removeFilter(quiet)
     click.echo(str(Text("Agent stopped.", "Агент остановлен.")))
+
+
+#: The connector's logger: it warns of a close that is not retried (4008, 4009, ...),
+#: which ``run`` ends on, saying why as its exit line.
+CONNECTOR_LOG = "pz_excel.connector.client"
+
+
+class _FinalStateFilter(logging.Filter):
+    """Drops the log lines of a final state (stopped with a reason: the agent's state line
+    and the connector's close warning): ``run`` ends with that reason as its exit line, and
+    said two or three times it read like several failures."""
+
+    def __init__(self, agent) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        client = self.agent.client
+        state = client.state if client is not None else None
+        if record.name == CONNECTOR_LOG:
+            return not str(record.msg).startswith("connector closed the connection")
+        final = state is not None and state.kind == "stopped" and state.close is not None
+        return not (final and record.args and record.args[0] == state.text)
+
+
+def _first_failure_hint(client, url: str) -> bool:
+    """Once per run, when the first attempt failed to reach the connector (never connected
+    yet), say what is wrong and what to check; retrying goes on. True once decided."""
+    from pz_excel.connector.outcomes import unreachable_hint
+
+    failure = client.first_failure
+    if failure is None:
+        return client.state.kind == "connected"  # reached it: nothing to say, ever
+    parts = urlsplit(url)
+    hint = unreachable_hint(failure, parts.hostname or "", parts.port or 0)
+    if hint is not None:
+        log.warning(
+            "%s",
+            Text(
+                f"cannot reach the connector at {url}: {failure.text.en}; {hint.en} "
+                "(the address and port: Settings sheet or --server). Still retrying.",
+                f"не удаётся связаться с коннектором {url}: {failure.text.ru}; {hint.ru} "
+                "(адрес и порт — на листе «Настройки» или в --server). Попытки продолжаются.",
+            ),
+        )
+    return True
+
+
+def _final_text(state, lookup) -> Text:
+    """Why ``run`` ends: the state's own words, or, for a refused login when no password
+    was found, that none was found and where it was looked for."""
+    from pz_excel.connector.credentials import no_password_text
+
+    close = state.close
+    if close.code in (401, 403, 4008) and not lookup.found:
+        return no_password_text(lookup, f"HTTP {close.code}" if close.http else str(close.code))
+    return state.text
 
 
 @click.command("status")

@@ -141,6 +141,8 @@ class ConnectorClient:
         first = ConnectionState(STOPPED, Text("not started", "не запущено"), since=time.time())
         self._states = StateHistory(self._lock, first)
         self._decode_errors = 0
+        self._attempted = False  # the first attempt decides first_failure
+        self._first_failure: Outcome | None = None
         self._dialer = Dialer(
             settings,
             self._tls,
@@ -171,6 +173,13 @@ class ConnectorClient:
         """Frames that could not be decoded since this client was made (they are skipped)."""
         with self._lock:
             return self._decode_errors
+
+    @property
+    def first_failure(self) -> Outcome | None:
+        """Why the first attempt failed, until an attempt connects (``run`` says once
+        what to check when a connector was never reached)."""
+        with self._lock:
+            return self._first_failure
 
     def subscribe(self, fn: Callable[[protocol.Event], None]) -> Callable[[], None]:
         """Receive every event, in arrival order. Returns the unsubscribe function."""
@@ -441,6 +450,10 @@ class ConnectorClient:
             outcome = classify_open_error(exc, host, self._tls.ca_file, legacy=self._tls.legacy)
             if outcome.unexpected:
                 log.error("unexpected error while connecting", exc_info=exc)
+            with self._lock:
+                if not self._attempted:
+                    self._first_failure = outcome
+                self._attempted = True
             return outcome
         finally:
             with self._lock:
@@ -450,6 +463,7 @@ class ConnectorClient:
         with self._lock:
             run.conn = conn
             run.live_sock = ws.sock
+            self._attempted, self._first_failure = True, None
         self._backoff.connected()
         self._publish(run, CONNECTED, Text(f"connected to {url}", f"подключено к {url}"))
         outcome: Outcome | None = None

@@ -23,6 +23,9 @@ class Outcome:
     by_user: bool = False
     refused: bool = False  # the connect was refused: nothing listens (Backoff's fast lane)
     unexpected: bool = False  # not a network failure we know: a bug? (worth a log line)
+    #: The connector was not reached at all: "dns", "refused", "timeout" or "network"
+    #: (what :func:`unreachable_hint` says to check); "" when it was.
+    unreachable: str = ""
 
 
 def classify_open_error(
@@ -56,7 +59,9 @@ def classify_open_error(
         )
         return Outcome(text, retry=False, close=tls_close(text))
     if isinstance(exc, (TimeoutError, websocket.WebSocketTimeoutException)):
-        return Outcome(Text("connection timed out", "превышено время подключения"), True)
+        return Outcome(
+            Text("connection timed out", "превышено время подключения"), True, unreachable="timeout"
+        )
     if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
         # Retried (a restart looks the same), but old connectors close here too.
         text = Text(
@@ -70,12 +75,16 @@ def classify_open_error(
         return tls_handshake_outcome(exc, legacy)
     if isinstance(exc, ConnectionRefusedError):
         return Outcome(
-            Text("connection refused", "в подключении отказано"), retry=True, refused=True
+            Text("connection refused", "в подключении отказано"),
+            retry=True,
+            refused=True,
+            unreachable="refused",
         )
     if isinstance(exc, socket.gaierror):
         return Outcome(
             Text(f"server name {host!r} not found", f"имя сервера {host!r} не найдено"),
             retry=True,
+            unreachable="dns",
         )
     if isinstance(exc, websocket.WebSocketConnectionClosedException):
         return Outcome(Text("connection closed during login", "соединение закрыто при входе"), True)
@@ -87,12 +96,41 @@ def classify_open_error(
         return Outcome(text, retry=True)
     if isinstance(exc, OSError):
         why = exc.strerror or str(exc)
-        return Outcome(Text(f"network error: {why}", f"ошибка сети: {why}"), retry=True)
+        return Outcome(
+            Text(f"network error: {why}", f"ошибка сети: {why}"), retry=True, unreachable="network"
+        )
     return Outcome(
         Text(f"unexpected error: {exc!r}", f"непредвиденная ошибка: {exc!r}"),
         retry=True,
         unexpected=True,
     )
+
+
+def unreachable_hint(outcome: Outcome, host: str, port: int) -> Text | None:
+    """What to check when the connector was not reached at all (``None``: it was). One
+    rule for ``pz-excel run`` (said once, on a first failure) and ``pz-excel diag``."""
+    if outcome.unreachable == "dns":
+        return Text(
+            "check how the name is spelt (this computer's DNS does not know it), or give "
+            "the connector's IP address",
+            "проверьте, как написано имя (DNS этого компьютера его не знает), или укажите "
+            "IP-адрес коннектора",
+        )
+    if outcome.unreachable == "refused":
+        return Text(
+            f"nothing accepts connections on port {port} of {host}: check the port and "
+            "that the connector is running",
+            f"на порту {port} компьютера {host} никто не принимает подключения: проверьте "
+            "порт и что коннектор запущен",
+        )
+    if outcome.unreachable in ("timeout", "network"):
+        return Text(
+            f"{host}:{port} does not answer: check the address and port, that the "
+            f"connector is running and that no firewall blocks port {port}",
+            f"{host}:{port} не отвечает: проверьте адрес и порт, что коннектор запущен и "
+            f"что брандмауэр не закрывает порт {port}",
+        )
+    return None
 
 
 #: OpenSSL reasons that mean the two sides share no TLS version, cipher or key size they
@@ -123,14 +161,15 @@ TLS_MISMATCH_REASONS = frozenset(
 #: the wire; it marks the state, so ``pz-excel run`` ends with the reason, as after 4008.
 TLS_HANDSHAKE_FAILED = 1015
 
-#: How the user turns on the legacy mode: the options of ``pz-excel run`` and ``diag``.
+#: How the user turns on the legacy mode: the options of ``pz-excel run`` and ``diag``
+#: (both take the same names).
 LEGACY_HINT = Text(
     "to connect anyway, turn on the legacy TLS mode with the connector's certificate "
     "pinned: pz-excel run --legacy-tls --pin-sha256 <SHA-256 of its certificate> "
-    "(pz-excel diag: --legacy-tls --pin)",
+    "(the same options for pz-excel diag)",
     "чтобы подключиться, включите режим устаревшего TLS с закреплённым сертификатом "
     "коннектора: pz-excel run --legacy-tls --pin-sha256 <SHA-256 его сертификата> "
-    "(в pz-excel diag: --legacy-tls --pin)",
+    "(у pz-excel diag те же параметры)",
 )
 
 

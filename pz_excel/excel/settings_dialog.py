@@ -36,10 +36,8 @@ def validate_settings(values: Mapping[str, str]) -> list[Text]:
     else:
         try:
             normalize_server_url(server)
-        except ProtocolError as exc:
-            problems.append(
-                Text(f"Server URL «{server}»: {exc}.", f"Адрес сервера «{server}»: {exc}.")
-            )
+        except ProtocolError as exc:  # the one address rule says what is wrong, both tongues
+            problems.append(Text(f"{exc.text.en}.", f"{exc.text.ru}."))
     phone = (values.get("phone") or "").strip()
     if not phone:
         problems.append(

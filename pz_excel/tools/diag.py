@@ -30,10 +30,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import click
 
-from pz_excel.i18n import Text, UserError, current_lang
+from pz_excel.connector.outcomes import unreachable_hint
+from pz_excel.connector.tls_cli import chosen_pin, tls_click_options
+from pz_excel.i18n import Text, UserError, current_lang, tr
 from pz_excel.protocol import codec as protocol
 from pz_excel.tools.diag_commands import (
     CALL_IDS,
@@ -114,7 +117,12 @@ class Console:
         client.start()
         if not client.wait_connected(self.timeout + 1):
             why = _why(client.state)
+            failure = client.first_failure
             client.stop()
+            parts = urlsplit(settings.url)
+            hint = failure and unreachable_hint(failure, parts.hostname or "", parts.port or 0)
+            if hint:
+                why = Text(f"{why.en}; {hint.en}", f"{why.ru}; {hint.ru}")
             return Text(
                 f"cannot connect to {settings.url}: {why.en}",
                 f"не удалось подключиться к {settings.url}: {why.ru}",
@@ -200,7 +208,7 @@ class Console:
         try:
             settings = target.settings(password)
         except protocol.ProtocolError as exc:
-            self.echo(say("Error: ", "Ошибка: ") + str(Text(str(exc), str(exc))))
+            self.echo(say("Error: ", "Ошибка: ") + str(exc.text))
             return False
         why = self.connect(settings)
         if why is not None:
@@ -328,7 +336,23 @@ def _quiet_connector_logs() -> None:
             logger.addHandler(logging.NullHandler())
 
 
-@click.command("diag")
+@click.command(
+    "diag",
+    help=tr(
+        "Diagnostic console for a connector at URL (e.g. ws://127.0.0.1:10150).\n\n"
+        "Mirrors the vendor's Diagnostic console: connects as client type Diagnostic and "
+        "receives every event. Without URL, connect from the console (Connect, ConnectEx, "
+        "ConnectMask). Without -c it is interactive (type Help). Commands are "
+        "case-insensitive; their arguments keep their case (the vendor's console "
+        "lowercases them, which breaks base64 SMS text).",
+        "Диагностическая консоль коннектора по адресу URL (например, ws://127.0.0.1:10150)."
+        "\n\nПовторяет консоль Diagnostic вендора: подключается как клиент типа Diagnostic "
+        "и получает все события. Без URL подключайтесь из консоли (Connect, ConnectEx, "
+        "ConnectMask). Без -c консоль интерактивна (наберите Help). Регистр слов команд "
+        "не важен, регистр аргументов сохраняется (консоль вендора переводит их в нижний "
+        "регистр и портит base64-текст SMS).",
+    ),
+)
 @click.argument("url", required=False)
 @click.option(
     "-c",
@@ -336,24 +360,45 @@ def _quiet_connector_logs() -> None:
     "commands",
     multiple=True,
     metavar="COMMAND",
-    help="Run COMMAND (repeatable, in order), then exit; non-zero exit if one fails.",
+    help=tr(
+        "Run COMMAND (repeatable, in order), then exit; non-zero exit if one fails.",
+        "Выполнить COMMAND (можно несколько, по порядку) и выйти; если одна не удалась, "
+        "код выхода ненулевой.",
+    ),
 )
-@click.option("--guid", default=DIAG_GUID, show_default=True, help="Client GUID to log in with.")
+@click.option(
+    "--guid",
+    default=DIAG_GUID,
+    show_default=True,
+    help=tr("Client GUID to log in with.", "GUID клиента для входа."),
+)
 @click.option(
     "--password",
     envvar="PZ_PASSWORD",
     default=None,
     show_envvar=True,
-    help="Connector password (default: empty for URL; Connect asks for it).",
+    help=tr(
+        "Connector password (default: empty for URL; Connect asks for it).",
+        "Пароль коннектора (по умолчанию: пустой для URL; Connect спросит его).",
+    ),
 )
-@click.option("--events", "events_on", is_flag=True, help="Print received events from the start.")
+@click.option(
+    "--events",
+    "events_on",
+    is_flag=True,
+    help=tr("Print received events from the start.", "Выводить полученные события с начала."),
+)
 @click.option(
     "--wait",
     type=click.FloatRange(min=0),
     default=0.0,
     metavar="SECONDS",
-    help="After the -c commands (or alone), print events for SECONDS, then exit "
-    "(implies --events).",
+    help=tr(
+        "After the -c commands (or alone), print events for SECONDS, then exit "
+        "(implies --events).",
+        "После команд -c (или без них) выводить события SECONDS секунд, затем выйти "
+        "(включает --events).",
+    ),
 )
 @click.option(
     "--timeout",
@@ -361,13 +406,19 @@ def _quiet_connector_logs() -> None:
     default=5.0,
     show_default=True,
     metavar="SECONDS",
-    help="Seconds to wait for the connection and for each answer.",
+    help=tr(
+        "Seconds to wait for the connection and for each answer.",
+        "Сколько секунд ждать подключения и каждого ответа.",
+    ),
 )
-@click.option("--ca-file", type=click.Path(dir_okay=False), help="wss://: trust this CA file.")
-@click.option("--pin", metavar="SHA256", help="wss://: trust only this certificate fingerprint.")
-@click.option("--insecure", is_flag=True, help="wss://: don't check the certificate at all.")
+@tls_click_options
 @click.option(
-    "--legacy-tls", is_flag=True, help="wss://: allow TLS 1.0 of old connectors (needs --pin)."
+    "--insecure",
+    is_flag=True,
+    help=tr(
+        "wss://: don't check the certificate at all.",
+        "wss://: не проверять сертификат вовсе.",
+    ),
 )
 def command(
     url: str | None,
@@ -377,19 +428,12 @@ def command(
     events_on: bool,
     wait: float,
     timeout: float,
-    ca_file: str | None,
-    pin: str | None,
-    insecure: bool,
+    pin_sha256: str | None,
+    pin_alias: str | None,
     legacy_tls: bool,
+    ca_file: str | None,
+    insecure: bool,
 ) -> None:
-    """Diagnostic console for a connector at URL (e.g. ws://127.0.0.1:10150).
-
-    Mirrors the vendor's Diagnostic console: connects as client type Diagnostic and
-    receives every event. Without URL, connect from the console (Connect, ConnectEx,
-    ConnectMask). Without -c it is interactive (type Help). Commands are
-    case-insensitive; their arguments keep their case (the vendor's console lowercases
-    them, which breaks base64 SMS text).
-    """
     from pz_excel.connector.client import TlsConfigError, TlsOptions
 
     _quiet_connector_logs()
@@ -405,9 +449,14 @@ def command(
                 broadcast_mask=DIAG_MASK,
             )
             settings.url  # noqa: B018 - validate the address now
-        tls = TlsOptions(verify=not insecure, ca_file=ca_file, pin_sha256=pin, legacy=legacy_tls)
+        tls = TlsOptions(
+            verify=not insecure,
+            ca_file=ca_file,
+            pin_sha256=chosen_pin(pin_sha256, pin_alias),
+            legacy=legacy_tls,
+        )
     except protocol.ProtocolError as exc:
-        raise UserError(Text(f"bad setting: {exc}", f"неверная настройка: {exc}")) from exc
+        raise UserError(exc.text) from None
     except TlsConfigError as exc:
         raise UserError(exc.text) from exc
     # Checked before anything runs: a typo must not half-run a script.

@@ -279,21 +279,23 @@ CONNECT_SYNTAX = {
 
 
 def server_address(address: str, secure: bool) -> str:
-    """``host:port`` (the vendor's form; ``ws://…`` too) → the URL; ``ssl``: ``wss://``."""
-    text = address if "://" in address else ("wss://" if secure else "ws://") + address
-    if secure and not text.lower().startswith("wss://"):
+    """``host:port`` (the vendor's form; ``ws://…`` too) → the URL; ``ssl``: ``wss://``.
+    Checked by the one address rule before the scheme is chosen, so ``ws//host`` is
+    refused rather than read as a host named "ws"."""
+    try:
+        url = protocol.normalize_server_url(address)
+    except protocol.ProtocolError as exc:
+        raise CommandError(exc.text) from None
+    if secure and "://" not in address:
+        url = "wss" + url[len("ws") :]
+    elif secure and not url.startswith("wss://"):
         raise CommandError(
             Text(
                 f"ssl needs a wss:// address, not {address!r}",
                 f"для ssl нужен адрес wss://, а не {address!r}",
             )
         )
-    try:
-        return protocol.normalize_server_url(text)
-    except protocol.ProtocolError as exc:
-        raise CommandError(
-            Text(f"bad address {address!r}: {exc}", f"неверный адрес {address!r}: {exc}")
-        ) from None
+    return url
 
 
 def parse_connect(name: str, words: list[str]) -> Action:
