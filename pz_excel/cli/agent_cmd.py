@@ -323,9 +323,29 @@ def _final_text(state, lookup) -> Text:
     return state.text
 
 
-@click.command("status")
-@click.option("--workbook", "-w", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+_WORKBOOK_OF_AGENT = tr(
+    "The workbook whose agent to ask (needed when several run).",
+    "Книга, чьего агента спросить (нужно, когда их запущено несколько).",
+)
+
+
+@click.command(
+    "status",
+    help=tr(
+        "Show the running agent's state, extension, server, last event and journal path.",
+        "Состояние запущенного агента: подключение, добавочный, сервер, последнее событие, "
+        "журнал.",
+    ),
+)
+@click.option(
+    "--workbook", "-w", type=click.Path(dir_okay=False, path_type=Path), help=_WORKBOOK_OF_AGENT
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help=tr("Machine-readable output.", "Вывод для программ (JSON)."),
+)
 def status_command(workbook: Path | None, as_json: bool) -> None:
     """Show the running agent's state, extension, server, last event and journal path."""
     from pz_excel.agent.api import ApiClient
@@ -378,9 +398,17 @@ def status_command(workbook: Path | None, as_json: bool) -> None:
         click.echo(f"{key.ljust(width)}  {value}")
 
 
-@click.command("call")
+@click.command(
+    "call",
+    help=tr(
+        "Place a call from your extension to NUMBER through the running agent.",
+        "Позвонить со своего добавочного на номер NUMBER через запущенного агента.",
+    ),
+)
 @click.argument("number")
-@click.option("--workbook", "-w", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--workbook", "-w", type=click.Path(dir_okay=False, path_type=Path), help=_WORKBOOK_OF_AGENT
+)
 def call_command(number: str, workbook: Path | None) -> None:
     """Place a call from your extension to NUMBER through the running agent."""
     from pz_excel.agent.api import ApiClient
