@@ -39,3 +39,16 @@ def test_plain_ws_and_no_connector_are_one_clear_line() -> None:
     with pytest.raises(UserError) as err:
         fetch_cert(f"wss://127.0.0.1:{port}", timeout=2)
     assert err.value.text.en.startswith("cannot read the certificate of 127.0.0.1:")
+
+
+def test_diag_show_cert_prints_the_pin_and_the_way_to_use_it(tmp_path, capsys) -> None:
+    from pz_excel.cli import main as cli
+
+    cert, key, fingerprint = tlsutil.self_signed_cert(tmp_path, rsa=True)
+    with ServerThread(ssl_context=tlsutil.server_context(cert, key, legacy=True)) as srv:
+        assert cli.main(["diag", "--show-cert", srv.url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == fingerprint
+    assert f"pz-excel run --pin-sha256 {fingerprint} --legacy-tls" in out[1]
+    assert cli.main(["diag", "--show-cert"]) == 2
+    assert "--show-cert needs the URL" in capsys.readouterr().err

@@ -55,10 +55,8 @@ def fetch_cert(server: str, timeout: float = 5.0) -> CertInfo:
         text = "wss://" + text
     try:
         url = normalize_server_url(text)
-    except ProtocolError as exc:
-        raise UserError(
-            Text(f"bad connector address: {exc}", f"неверный адрес коннектора: {exc}")
-        ) from None
+    except ProtocolError as exc:  # the one address rule says what is wrong, both tongues
+        raise UserError(exc.text) from None
     parts = urlsplit(url)
     if parts.scheme != "wss":
         raise UserError(

@@ -166,10 +166,12 @@ TLS_HANDSHAKE_FAILED = 1015
 LEGACY_HINT = Text(
     "to connect anyway, turn on the legacy TLS mode with the connector's certificate "
     "pinned: pz-excel run --legacy-tls --pin-sha256 <SHA-256 of its certificate> "
-    "(the same options for pz-excel diag)",
+    "(the same options for pz-excel diag; pz-excel diag --show-cert wss://host:port "
+    "prints the fingerprint)",
     "чтобы подключиться, включите режим устаревшего TLS с закреплённым сертификатом "
     "коннектора: pz-excel run --legacy-tls --pin-sha256 <SHA-256 его сертификата> "
-    "(у pz-excel diag те же параметры)",
+    "(у pz-excel diag те же параметры; отпечаток покажет "
+    "pz-excel diag --show-cert wss://host:port)",
 )
 
 

@@ -394,8 +394,7 @@ def _quiet_connector_logs() -> None:
     default=0.0,
     metavar="SECONDS",
     help=tr(
-        "After the -c commands (or alone), print events for SECONDS, then exit "
-        "(implies --events).",
+        "After the -c commands (or alone), print events for SECONDS, then exit (implies --events).",
         "После команд -c (или без них) выводить события SECONDS секунд, затем выйти "
         "(включает --events).",
     ),
@@ -412,6 +411,16 @@ def _quiet_connector_logs() -> None:
     ),
 )
 @tls_click_options
+@click.option(
+    "--show-cert",
+    is_flag=True,
+    help=tr(
+        "wss://: print the connector certificate's SHA-256 fingerprint (to compare with the "
+        "connector admin's and pin with --pin-sha256), its TLS version and cipher, and exit.",
+        "wss://: показать отпечаток SHA-256 сертификата коннектора (сверить с администратором "
+        "коннектора и закрепить через --pin-sha256), версию TLS и шифр, и выйти.",
+    ),
+)
 @click.option(
     "--insecure",
     is_flag=True,
@@ -432,10 +441,14 @@ def command(
     pin_alias: str | None,
     legacy_tls: bool,
     ca_file: str | None,
+    show_cert: bool,
     insecure: bool,
 ) -> None:
     from pz_excel.connector.client import TlsConfigError, TlsOptions
 
+    if show_cert:
+        _show_cert(url)
+        return
     _quiet_connector_logs()
     try:
         settings = None
@@ -480,6 +493,37 @@ def command(
         console.close()
     if code:
         sys.exit(code)
+
+
+def _show_cert(url: str | None) -> None:
+    """What to pin: the fingerprint read off the connector (nothing sent, nothing trusted)."""
+    from pz_excel.connector.certinfo import fetch_cert
+
+    if not url:
+        raise UserError(
+            Text(
+                "--show-cert needs the URL: wss://host:port",
+                "--show-cert нужен адрес: wss://host:port",
+            )
+        )
+    info = fetch_cert(url)
+    click.echo(info.fingerprint)
+    click.echo(
+        say(
+            f"TLS {info.tls_version}, {info.cipher}. Compare this fingerprint with the one the "
+            f"connector's admin sees, then: pz-excel run --pin-sha256 {info.fingerprint}",
+            f"TLS {info.tls_version}, {info.cipher}. Сверьте отпечаток с тем, что видит "
+            f"администратор коннектора, затем: pz-excel run --pin-sha256 {info.fingerprint}",
+        )
+        + (
+            say(
+                " --legacy-tls (an old TLS: needs the legacy mode)",
+                " --legacy-tls (старый TLS: нужен режим совместимости)",
+            )
+            if info.legacy
+            else ""
+        )
+    )
 
 
 def _script(console: Console, commands: Sequence[str], wait: float) -> int:
