@@ -294,6 +294,13 @@ def test_settings_problems_are_sentences():
     )
     assert len(problems) == 4
     assert "ws://" in problems[0].en and "«1O1»" in problems[1].en
+    # The agent's own rules (crm/phones), as for init: a 7-digit "extension", a bad code.
+    problems = validate_settings(
+        {"server": "pbx", "phone": "1234567", "fallback": "102", "area_code": "12"}
+    )
+    assert ["«1234567»" in problems[0].en, "area code '12'" in problems[1].en] == [True, True]
+    assert len(problems) == 2
+    assert validate_settings({"server": "pbx", "phone": "101", "area_code": "(343)"}) == []
     text = problems_text(problems)
     assert text.en.startswith("Please fix the settings:\n• ")
     assert text.ru.startswith("Исправьте настройки:\n• ")

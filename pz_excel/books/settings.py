@@ -113,7 +113,7 @@ def checked_settings(server: str = "", phone: str = "", area_code: str = "") -> 
     ``protocol.login.normalize_server_url``, the extension by ``crm.phones`` (a short
     internal number), the area code by :func:`area_code_setting`. A ``UserError`` names the
     first bad one."""
-    from pz_excel.crm.phones import MAX_SHORT, is_internal, normalize
+    from pz_excel.crm.phones import MAX_SHORT, extension
     from pz_excel.protocol.login import ProtocolError, normalize_server_url
 
     out: dict[str, str] = {}
@@ -132,8 +132,8 @@ def checked_settings(server: str = "", phone: str = "", area_code: str = "") -> 
             ) from None
         out["server"] = server
     if phone:
-        key = normalize(phone)
-        if key is None or not is_internal(key):  # the agent's extension rule: crm/phones.py
+        key = extension(phone)
+        if key is None:  # the agent's extension rule: crm/phones.py
             raise UserError(
                 Text(
                     f"extension {phone!r} is not valid: give your extension, up to "

@@ -341,6 +341,13 @@ def is_internal(key: str | None) -> bool:
 _SERVICE_CODE = re.compile(r"^[*#][0-9*#]{0,14}$")
 
 
+def extension(raw: object) -> str | None:
+    """``raw`` as an internal extension (``"101"``), or ``None`` if it is not one: the one
+    rule for the Settings' extension and fallback, wherever they are typed."""
+    key = normalize(raw)
+    return key if key is not None and is_internal(key) else None
+
+
 def dial_problem(number: str, me: str = "", area_code: str = "") -> Text | None:
     """Why ``number`` is not something to dial from extension ``me``, or ``None`` if it is.
 

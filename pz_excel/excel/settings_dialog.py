@@ -11,12 +11,12 @@ from typing import Any
 from pz_excel.books import excel_ui
 from pz_excel.books.settings import parse_settings, setting_writes, table_lang
 from pz_excel.connector import credentials
+from pz_excel.crm import phones
 from pz_excel.crm.schema import SETTING_ROWS, SETTINGS
 from pz_excel.excel.messages import TITLE
 from pz_excel.i18n import Text, UserError
 from pz_excel.protocol.codec import ProtocolError, normalize_server_url
 
-_EXTENSION = re.compile(r"^\+?[0-9*#]{1,20}$")
 _CLIENT_TYPE = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 
 
@@ -46,11 +46,13 @@ def validate_settings(values: Mapping[str, str]) -> list[Text]:
                 "Добавочный номер пуст: укажите свой добавочный на листе «Настройки».",
             )
         )
-    elif not _EXTENSION.match(phone):
+    elif phones.extension(phone) is None:  # the agent's rule (crm/phones), as for init
         problems.append(
             Text(
-                f"Extension «{phone}» must be digits only (e.g. 101).",
-                f"Добавочный «{phone}» должен состоять из цифр (например, 101).",
+                f"Extension «{phone}» must be digits only, up to {phones.MAX_SHORT} "
+                "(e.g. 101).",
+                f"Добавочный «{phone}» должен состоять из цифр, не больше "
+                f"{phones.MAX_SHORT} (например, 101).",
             )
         )
     client_type = (values.get("client_type") or "").strip()
@@ -62,13 +64,17 @@ def validate_settings(values: Mapping[str, str]) -> list[Text]:
             )
         )
     fallback = (values.get("fallback") or "").strip()
-    if fallback and not _EXTENSION.match(fallback):
+    if fallback and phones.extension(fallback) is None:
         problems.append(
             Text(
                 f"Fallback extension «{fallback}» must be digits only, or empty.",
                 f"Добавочный по умолчанию «{fallback}» — только цифры или пусто.",
             )
         )
+    try:
+        phones.parse_area_code(values.get("area_code") or "")
+    except UserError as exc:  # the one area code rule, with its own words
+        problems.append(exc.text)
     return problems
 
 
