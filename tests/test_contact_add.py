@@ -179,3 +179,13 @@ def test_append_to_a_users_own_contacts_sheet(tmp_path):
     from pz_excel.crm.contacts import load_index
 
     assert load_index(path).lookup("89221112233").name == "Сергей"
+
+
+def test_an_extension_is_an_owner_as_it_is(agent, book):
+    """Owner cells may hold an extension (routing reads them so; the drop-down allows it):
+    contact add takes one even when Managers does not list it."""
+    api = ApiClient.discover(workbook=book, timeout=30)
+    done = api.post("/contacts", {"number": NEW, "name": "Пётр", "owner": "105"})
+    assert (done["owner"], done["extension"]) == ("105", "105")
+    with pytest.raises(UserError):
+        api.post("/contacts", {"number": "8 922 111-22-44", "name": "X", "owner": "1234567"})

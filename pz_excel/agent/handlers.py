@@ -360,6 +360,8 @@ class ApiHandlers:
             ext = text
         if ext is not None:
             return names.get(ext, text)
+        if text and phones.extension(text) == text:
+            return text  # an extension is an owner as it is, as routing reads Owner cells
         known = ", ".join(f"{n} ({e})" for e, n in sorted(names.items(), key=lambda x: x[1]))
         if not text:
             raise ApiError(400, Text(f"give the owner: one of {known or '—'}",
