@@ -117,3 +117,31 @@ def test_click_words_follow_the_language_of_each_call(monkeypatch, capsys) -> No
     monkeypatch.setenv("PZ_LANG", "en")
     assert cli.main(["init", "--no-such-thing"]) == 2
     assert "No such option" in capsys.readouterr().err
+
+
+def test_status_speaks_the_readers_language_whatever_the_agents(tmp_path) -> None:
+    """An agent started in English, read by `pz-excel status` in Russian: every label and
+    value we write is Russian (state, the book's mode, the last event's name)."""
+    from pz_excel.tools.testserver import ServerThread
+    from tests.test_agent import make_book, start_agent
+
+    with ServerThread() as server:
+        agent = start_agent(make_book(tmp_path / "crm.xlsx"), server)  # lang="en"
+        try:
+            server.generate(4, {"From": "73430112233", "To": "101", "CallID": "77"})
+            assert server.wait_for(lambda: agent.last_event is not None, 5)
+            done = subprocess.run(
+                [sys.executable, "-m", "pz_excel", "status"],
+                capture_output=True,
+                text=True,
+                encoding="utf-8",
+                timeout=60,
+                env=dict(os.environ, PZ_LANG="ru"),
+            )
+        finally:
+            agent.stop()
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Состояние" in out and "подключено" in out and "(файл)" in out
+    assert "завершённый звонок 77 73430112233 → 101" in out
+    assert not re.search(r"\b(connected|file|completed|at)\b", out)

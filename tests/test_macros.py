@@ -228,7 +228,12 @@ def test_status_message_in_both_languages():
     text = status_message(STATUS, "en")
     assert "State: connected" in text and "Extension: 101" in text
     assert "Server: ws://pbx.office:10150/" in text
-    assert "Last event: incoming c-1 73430112233 → 101, 2026-11-23 10:42:07" in text
+    # the event's name from its type in the reader's language, whatever the agent's
+    assert "Last event: transfer request c-1 73430112233 → 101, 2026-11-23 10:42:07" in text
+    assert "Workbook: C:/crm/crm.xlsx (open in Excel)" in text
+    ru_full = status_message(STATUS, "ru")
+    assert "Последнее событие: запрос перевода c-1" in ru_full
+    assert "Книга: C:/crm/crm.xlsx (открыта в Excel)" in ru_full
     assert "Journal: C:/Users/anna/AppData/Local/pz-excel/journal/101-abc.sqlite" in text
     assert "row 7: phone 'abc' is not a number" in text
     ru = status_message(

@@ -103,6 +103,9 @@ class ApiHandlers:
         return {
             "state": state.kind,
             "state_text": str(state.text),
+            # both tongues: the reader (CLI, ribbon, formula) may not speak the agent's
+            "state_text_en": state.text.en,
+            "state_text_ru": state.text.ru,
             "retry_in": state.retry_in,
             "phone": self.config.phone,
             "area_code": self.config.area_code,

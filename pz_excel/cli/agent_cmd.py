@@ -369,25 +369,10 @@ def status_command(workbook: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(st, ensure_ascii=False, indent=2))
         return
-    last = st.get("last_event")
-    last_text = (
-        f"{last['name']} {last['call_id']} {last['from']}→{last['to']} at {last['at']}"
-        if last
-        else "—"
-    )
+    from pz_excel.excel.messages import status_lines  # one status text, ribbon and CLI
+
     ru = current_lang() == "ru"
-    lines = [
-        ("Состояние" if ru else "State", st["state_text"]),
-        ("Добавочный" if ru else "Extension", st["phone"]),
-        ("Сервер" if ru else "Server", st["server"]),
-        ("Книга" if ru else "Workbook", f"{st['workbook']} ({st['book']})"),
-        ("Контакты" if ru else "Contacts", str(st["contacts"])),
-        ("Ждут записи" if ru else "Rows pending", str(st["pending_rows"])),
-        ("Последнее событие" if ru else "Last event", last_text),
-        ("Журнал" if ru else "Journal", st["journal"]),
-    ]
-    if st.get("book_error"):
-        lines.append(("Книга недоступна" if ru else "Workbook problem", st["book_error"]))
+    lines = status_lines(st)
     warnings = st.get("warnings") or []
     lines += [("Внимание" if ru else "Warning", w) for w in warnings[:3]]
     if len(warnings) > 3:  # the rest: status --json

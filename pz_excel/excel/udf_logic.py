@@ -219,7 +219,9 @@ def format_status(status: Mapping[str, Any]) -> str:
     if phone:
         text = Text(f"{text.en} · ext {phone}", f"{text.ru} · доб. {phone}")
     if state == "stopped" and status.get("state_text"):
-        text = Text(f"{text.en}: {status['state_text']}", f"{text.ru}: {status['state_text']}")
+        en = status.get("state_text_en") or status["state_text"]
+        ru = status.get("state_text_ru") or status["state_text"]
+        text = Text(f"{text.en}: {en}", f"{text.ru}: {ru}")
     return str(text)
 
 
