@@ -131,3 +131,26 @@ def test_refused_before_anything_is_sent(agent, sms_seen):
 def test_status_words():
     assert [status_of(r) for r in ("0", "1", "2", "", " 1 ")] == [
         "sending", "sent", "failed", "failed", "sent"]
+
+
+def test_the_end_of_an_sms_is_told_once() -> None:
+    """The ribbon's Send SMS does not wait: the agent tells the user (toast, log) when the
+    SMS is sent or failed, once, and not for a late "sending" or another call ID."""
+    from pz_excel.agent.sms import SmsTracker
+    from pz_excel.protocol.codec import Event
+
+    ended: list[tuple[str, str, str]] = []
+    tracker = SmsTracker(on_done=lambda *args: ended.append(args))
+    tracker.track("5", "+79125554433")
+
+    def status(call_id: str, result: str) -> None:
+        tracker.on_event(Event(256, call_id, {"type": "256", "callID": call_id,
+                                              "to": "101", "result": result}))
+
+    status("5", "0")
+    status("6", "1")
+    assert ended == []
+    status("5", "1")
+    status("5", "0")
+    status("5", "2")
+    assert ended == [("5", "+79125554433", "sent")]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pz_excel.agent import sms
+from pz_excel.agent import notify, sms
 from pz_excel.agent.api import ApiError
 from pz_excel.books import BookLocked, BookUnpatchable
 from pz_excel.books.contacts_append import ContactAppend
@@ -385,10 +385,20 @@ class ApiHandlers:
         assert self.client is not None
         with self._once_lock:  # made once, by whichever request comes first
             if self._sms is None:
-                self._sms = sms.SmsTracker()
+                self._sms = sms.SmsTracker(on_done=self._sms_done)
             tracker = self._sms
         tracker.attach(self.client.subscribe)
         return tracker
+
+    def _sms_done(self, call_id: str, to: str, status: str) -> None:
+        """An SMS ended: the log and a toast (the ribbon's Send SMS does not wait for it)."""
+        text = (
+            Text(f"SMS to {to} sent", f"SMS на {to} отправлено")
+            if status == sms.SENT
+            else Text(f"SMS to {to} was not sent", f"SMS на {to} не отправлено")
+        )
+        log.info("%s (%s)", text, call_id)
+        notify.notify("Простые Звонки", str(text))
 
     def api_sms(self, params: dict, body: dict) -> dict:
         """Send an SMS from the user's phone (``Generate`` 128 with a call ID of ours);

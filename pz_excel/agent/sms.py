@@ -98,7 +98,12 @@ class SmsTracker:
     ``attach(subscribe)`` hooks it to the connection's events once (before the first
     request goes out, so no status can come before we listen)."""
 
-    def __init__(self, keep: int = KEEP) -> None:
+    def __init__(
+        self, keep: int = KEEP, on_done: Callable[[str, str, str], None] | None = None
+    ) -> None:
+        # on_done(call_id, to, status) once an SMS is sent or failed: the agent tells the
+        # user (a toast), so a ribbon user who pressed Send SMS learns how it ended.
+        self._on_done = on_done
         self._lock = threading.Lock()
         self._keep = keep
         self._sms: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -133,8 +138,12 @@ class SmsTracker:
             if sms is None:
                 return
             new = status_of(str(event.get("result") or ""))
+            ended = new != SENDING and sms["status"] == SENDING
             if not (new == SENDING and sms["status"] != SENDING):
                 sms["status"] = new
+            to = sms["to"]
+        if ended and self._on_done is not None:
+            self._on_done(event.call_id, to, new)
 
     def status(self, call_id: str) -> dict[str, Any]:
         with self._lock:

@@ -184,6 +184,19 @@ def write_cell(book: xw.Book, names: Sequence[str], row: int, col: int, value: A
         raise
 
 
+def select_cell(book: xw.Book, names: Sequence[str], row: int, col: int) -> None:
+    """Show the sheet named by any of ``names`` and select one cell (where to type next)."""
+    sheet = sheet_named(book, names)
+    if sheet is None:
+        return
+    try:
+        sheet.activate()
+        sheet.range((row, col)).select()
+    except Exception as exc:
+        raise_if_busy(exc)
+        raise
+
+
 def caller_cell(caller: xw.Range) -> tuple[str, str, str, str, int]:
     """Where a UDF's formula sits, from xlwings' ``caller`` argument: (book name, sheet
     name, address, book full name, cell count). PZ_CALL dials once per cell and number."""

@@ -339,6 +339,8 @@ def _add_contact(book: Any) -> None:
     client.post("/refresh")  # the agent reads what Excel shows, saved or not
     text = contact_added_message(pick, {**checked, "row": row})
     excel_ui.message_box(book, str(text), str(TITLE))
+    if "name" in cols:  # ready for the rest of the row (company, notes) to be typed
+        excel_ui.select_cell(book, CONTACTS.names, row, cols["name"])
 
 
 def _send_sms(book: Any) -> None:
