@@ -142,6 +142,7 @@ def test_status_speaks_the_readers_language_whatever_the_agents(tmp_path) -> Non
             agent.stop()
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "Состояние" in out and "подключено" in out and "(файл)" in out
+    assert "Состояние" in out and "подключено к ws://" in out and "(файл)" in out
+    assert "подключено — подключено" not in out
     assert "завершённый звонок 77 73430112233 → 101" in out
     assert not re.search(r"\b(connected|file|completed|at)\b", out)

@@ -73,7 +73,9 @@ def status_lines(st: Mapping[str, Any], lang: str | None = None) -> list[tuple[s
     state_line = (words.ru if ru else words.en) if words else state
     detail = str(st.get("state_text_ru" if ru else "state_text_en") or st.get("state_text") or "")
     if detail and detail.casefold() != state_line.casefold():
-        state_line = f"{state_line} — {detail}"
+        # "connected" + "connected to ws://…": the detail alone says both
+        same = detail.casefold().startswith(state_line.casefold())
+        state_line = detail if same else f"{state_line} — {detail}"
     workbook = str(st.get("workbook") or "—")
     kind = _BOOK_KINDS.get(str(st.get("book") or ""))
     if kind is not None:
