@@ -369,7 +369,7 @@ def status_command(workbook: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(st, ensure_ascii=False, indent=2))
         return
-    from pz_excel.excel.messages import status_lines  # one status text, ribbon and CLI
+    from pz_excel.agent.status_text import status_lines  # one status text, ribbon and CLI
 
     ru = current_lang() == "ru"
     lines = status_lines(st)
