@@ -214,6 +214,43 @@ class RssSampler:
         return max((r for _t, r in self.samples), default=float("nan"))
 
 
+def play_transfer_load(server: Any, clock: WireClock, phases: list[tuple[float, int]],
+                       phones: list[str], seed: int = 11) -> list[dict]:
+    """Type-1 requests at each phase's rate (after a warm-up of 50 at 50/s, not counted);
+    the wire latency of each answer as the connector saw it. The same load for the agent
+    and for the floor (bench_floor), so their figures compare."""
+    rng = random.Random(seed)
+    call = 9_000_000_000
+    phases_out = []
+    for rate, count, measured in [(50.0, 50, False)] + [(r, c, True) for r, c in phases]:
+        ids = []
+        t0 = time.perf_counter()
+        for k, caller in enumerate(_callers(phones, count, rng)):
+            delay = t0 + k / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            call += 1
+            ids.append(str(call))
+            server.generate(1, {"From": caller, "CallID": str(call)})
+        try:
+            _wait(lambda ids=ids: all(i in clock.answered for i in ids), 30, "answers")
+        except RuntimeError:
+            pass  # counted as lost below
+        if not measured:
+            continue  # warm-up: first imports, caches, the first save
+        with clock.lock:
+            lat = [clock.answered[i] - clock.sent[i] for i in ids
+                   if i in clock.answered and i in clock.sent]
+        phases_out.append({
+            "rate": rate, "requests": count, "answered": len(lat),
+            "lost": count - len(lat), "p50_s": percentile(lat, 50),
+            "p99_s": percentile(lat, 99), "max_s": max(lat) if lat else float("nan"),
+            "over_5ms": sum(x > 5e-3 for x in lat),
+            "elapsed_s": time.perf_counter() - t0,
+        })
+    return phases_out
+
+
 def bench_transfers(contacts: int, phases: list[tuple[float, int]], api_calls: int,
                     folder: Path, *, variant: str) -> dict:
     from pz_excel.agent.api import ApiClient
@@ -231,36 +268,7 @@ def bench_transfers(contacts: int, phases: list[tuple[float, int]], api_calls: i
         results["agent_start_s"] = agent.wait_ready(server, 300)
         results["rss_ready_mb"] = agent.rss_mb()
         sampler = RssSampler(agent)
-        rng = random.Random(11)
-        call = 9_000_000_000
-        phases_out = []
-        for rate, count, measured in [(50.0, 50, False)] + [(r, c, True) for r, c in phases]:
-            ids = []
-            t0 = time.perf_counter()
-            for k, caller in enumerate(_callers(phones, count, rng)):
-                delay = t0 + k / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                call += 1
-                ids.append(str(call))
-                server.generate(1, {"From": caller, "CallID": str(call)})
-            try:
-                _wait(lambda ids=ids: all(i in clock.answered for i in ids), 30, "answers")
-            except RuntimeError:
-                pass  # counted as lost below
-            if not measured:
-                continue  # warm-up: first imports, caches, the first save
-            with clock.lock:
-                lat = [clock.answered[i] - clock.sent[i] for i in ids
-                       if i in clock.answered and i in clock.sent]
-            phases_out.append({
-                "rate": rate, "requests": count, "answered": len(lat),
-                "lost": count - len(lat), "p50_s": percentile(lat, 50),
-                "p99_s": percentile(lat, 99), "max_s": max(lat) if lat else float("nan"),
-                "over_5ms": sum(x > 5e-3 for x in lat),
-                "elapsed_s": time.perf_counter() - t0,
-            })
-        results["transfers"] = phases_out
+        results["transfers"] = play_transfer_load(server, clock, phases, phones)
         client = ApiClient.discover(phone="101", timeout=10.0)
         trips: list[float] = []
         failures: list[str] = []
@@ -543,6 +551,20 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
             _print_transfers(e2e, VARIANTS[variant][0], out)
             out("")
 
+        try:  # the floor: what a bare client takes under the same load (issue 14, 1)
+            from bench.bench_floor import bench_floor, print_floor, ratios
+
+            floor = bench_floor(phases, [])
+            results["floor"] = floor
+            if "e2e_shipped" in results:
+                results["floor_ratios"] = ratios(results["e2e_shipped"]["transfers"],
+                                                 floor["transfers"])
+            print_floor(floor, results.get("e2e_shipped"), out)
+        except Exception as exc:  # noqa: BLE001 - the other sections still run
+            results["error_floor"] = f"{type(exc).__name__}: {exc}"
+            out(f"floor: FAILED {type(exc).__name__}: {exc}")
+        out("")
+
         try:
             reread = bench_reread(10_000 if quick else 1_000_000, folder)
         except Exception as exc:  # noqa: BLE001 - the memory run still goes ahead
@@ -585,6 +607,9 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
         p50 = at_50(key)
         if p50 is not None:
             targets[f"{key}_p99_under_5ms_at_50rps"] = p50["p99_s"] < TARGET_E2E_P99_S
+    at_50_ratio = next((r for r in results.get("floor_ratios", []) if r["rate"] == 50), None)
+    if at_50_ratio is not None:  # issue 14 target 1: p50 within 1.5× the floor's
+        targets["e2e_shipped_p50_at_most_1_5x_floor_at_50rps"] = at_50_ratio["p50_ratio"] <= 1.5
     targets["no_lost_transfers"] = all(
         p["lost"] == 0 for k, v in results.items() if k.startswith("e2e_")
         for p in v.get("transfers", ()))
