@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 import click
 
 from pz_excel import paths
-from pz_excel.books.settings import area_code_setting, read_settings_sheet
 from pz_excel.cli.console_log import setup_logging
 from pz_excel.connector.tls_cli import chosen_pin, tls_click_options
 from pz_excel.i18n import Text, UserError, current_lang, tr
@@ -57,6 +56,9 @@ def connector_target(
                     f"книга не найдена: {workbook} (создайте: pz-excel init)",
                 )
             )
+        # imported here, on run's path only: status and call stay light
+        from pz_excel.books.settings import read_settings_sheet
+
         sheet = read_settings_sheet(workbook)
     name = workbook.name if workbook is not None else ""
     where = (
@@ -87,6 +89,12 @@ def connector_target(
             )
         )
     return server, phone, sheet
+
+
+def _area_code(sheet: dict[str, str], given: str | None) -> str:
+    from pz_excel.books.settings import area_code_setting
+
+    return area_code_setting(sheet, given)
 
 
 def build_config(
@@ -120,7 +128,7 @@ def build_config(
         client_type=client_type or sheet.get("client_type") or "excel",
         guid=guid or "",
         fallback=fallback or sheet.get("fallback") or "",
-        area_code=area_code_setting(sheet, area_code),
+        area_code=_area_code(sheet, area_code),
         lang=lang,
         tls=tls,
         journal=journal,
