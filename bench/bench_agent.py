@@ -287,6 +287,9 @@ def bench_transfers(contacts: int, phases: list[tuple[float, int]], api_calls: i
         results["api_call"] = {"requests": api_calls, "p50_s": percentile(trips, 50),
                                "p99_s": percentile(trips, 99), "max_s": max(trips),
                                "failed": len(failures), "errors": sorted(set(failures))[:5]}
+        from bench.bench_cli import cli_wall_times  # the agent is up: time the CLI now
+
+        results["cli"] = cli_wall_times(5 if contacts <= 10_000 else 10)
         written, dirty = _journal_counts(agent.journal())
         results["calls_rows"] = {"journalled": written, "not_yet_saved": dirty,
                                  "file_mb": path.stat().st_size / 2**20}
@@ -549,6 +552,10 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
                 continue
             results[f"e2e_{variant}"] = e2e
             _print_transfers(e2e, VARIANTS[variant][0], out)
+            if "cli" in e2e:
+                from bench.bench_cli import print_cli
+
+                print_cli(e2e["cli"], out)
             out("")
 
         try:  # the floor: what a bare client takes under the same load (issue 14, 1)
@@ -610,6 +617,12 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
     at_50_ratio = next((r for r in results.get("floor_ratios", []) if r["rate"] == 50), None)
     if at_50_ratio is not None:  # issue 14 target 1: p50 within 1.5× the floor's
         targets["e2e_shipped_p50_at_most_1_5x_floor_at_50rps"] = at_50_ratio["p50_ratio"] <= 1.5
+    cli = (results.get("e2e_shipped") or {}).get("cli")
+    if cli:  # issue 14 target 5
+        from bench.bench_cli import TARGET_S
+
+        targets["cli_status_and_call_under_150ms"] = all(
+            cli[k]["p50_s"] < TARGET_S for k in ("pz-excel status", "pz-excel call"))
     targets["no_lost_transfers"] = all(
         p["lost"] == 0 for k, v in results.items() if k.startswith("e2e_")
         for p in v.get("transfers", ()))
