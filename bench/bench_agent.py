@@ -290,6 +290,9 @@ def bench_transfers(contacts: int, phases: list[tuple[float, int]], api_calls: i
         from bench.bench_cli import cli_wall_times  # the agent is up: time the CLI now
 
         results["cli"] = cli_wall_times(5 if contacts <= 10_000 else 10)
+        from bench.bench_cli import udf_round_trips
+
+        results["udf"] = udf_round_trips(phones[:1000] or ["73430000001"])
         written, dirty = _journal_counts(agent.journal())
         results["calls_rows"] = {"journalled": written, "not_yet_saved": dirty,
                                  "file_mb": path.stat().st_size / 2**20}
@@ -556,6 +559,10 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
                 from bench.bench_cli import print_cli
 
                 print_cli(e2e["cli"], out)
+            if "udf" in e2e:
+                from bench.bench_cli import print_udf
+
+                print_udf(e2e["udf"], out)
             out("")
 
         try:  # the floor: what a bare client takes under the same load (issue 14, 1)
@@ -623,6 +630,12 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
 
         targets["cli_status_and_call_under_150ms"] = all(
             cli[k]["p50_s"] < TARGET_S for k in ("pz-excel status", "pz-excel call"))
+    udf = (results.get("e2e_shipped") or {}).get("udf")
+    if udf:
+        from bench.bench_cli import TARGET_UDF_P99_S
+
+        targets["udf_p99_under_20ms_at_200_concurrent"] = (
+            udf["p99_s"] < TARGET_UDF_P99_S and udf["failed"] == 0)
     targets["no_lost_transfers"] = all(
         p["lost"] == 0 for k, v in results.items() if k.startswith("e2e_")
         for p in v.get("transfers", ()))

@@ -1,7 +1,8 @@
 """Wall time of ``pz-excel status`` and ``pz-excel call`` against a running agent, as a
 user's shell sees it (a fresh process each time), next to two baselines from the same run:
 a bare ``python -c pass`` and ``pz-excel --help`` (the CLI without the command's work)
-(issue 14, target 5: under 150 ms).
+(issue 14, target 5: under 150 ms); and the formulas' round trip to the agent with 200
+requests at once (target: p99 under 20 ms).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 TARGET_S = 0.150
+TARGET_UDF_P99_S = 0.020
 
 
 def _times(argv: list[str], n: int) -> list[float]:
@@ -44,3 +47,43 @@ def print_cli(times: dict[str, Any], out: Callable[[str], None]) -> None:
     out(f"CLI wall time, a fresh process each ({next(iter(times.values()))['runs']} runs): "
         + "; ".join(f"{name} p50 {t['p50_s'] * 1e3:.0f} ms (max {t['max_s'] * 1e3:.0f})"
                     for name, t in times.items()))
+
+
+def udf_round_trips(numbers: list[str], concurrent: int = 200) -> dict[str, Any]:
+    """``=PZ_OWNER(number)`` from ``concurrent`` threads released together, through the
+    UDFs' own link (discovery cached, the 200 ms budget), against the running agent. A
+    result that is not an owner's name (e.g. "agent not answering") counts as failed."""
+    from bench._util import percentile
+    from pz_excel.excel.udf_logic import AgentLink, pz_owner
+
+    link = AgentLink()
+    pz_owner(numbers[0], link=link)  # discovery and the first connection: not counted
+    start = threading.Barrier(concurrent)
+    lock = threading.Lock()
+    lat: list[float] = []
+    failed: list[str] = []
+
+    def one(number: str) -> None:
+        start.wait()
+        t = time.perf_counter()
+        value = pz_owner(number, link=link)
+        took = time.perf_counter() - t
+        with lock:
+            lat.append(took)
+            if not isinstance(value, str) or value.startswith(("agent", "#")):
+                failed.append(str(value))
+
+    threads = [threading.Thread(target=one, args=(numbers[i % len(numbers)],))
+               for i in range(concurrent)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    return {"requests": concurrent, "p50_s": percentile(lat, 50), "p99_s": percentile(lat, 99),
+            "max_s": max(lat), "failed": len(failed), "errors": sorted(set(failed))[:3]}
+
+
+def print_udf(udf: dict[str, Any], out: Callable[[str], None]) -> None:
+    out(f"PZ_OWNER round trip, {udf['requests']} at once: p50 {udf['p50_s'] * 1e3:.1f} ms, "
+        f"p99 {udf['p99_s'] * 1e3:.1f} ms, max {udf['max_s'] * 1e3:.1f} ms, "
+        f"failed {udf['failed']} {udf['errors'] or ''}")
