@@ -13,7 +13,7 @@ from typing import Any
 from pz_excel.i18n import Text, current_lang
 from pz_excel.protocol.messages import EVENT_NAMES
 
-_STATE_WORDS = {
+STATE_WORDS = {
     "connecting": Text("connecting…", "подключение…"),
     "connected": Text("connected", "подключено"),
     "retrying": Text("reconnecting", "переподключение"),
@@ -47,7 +47,7 @@ def status_lines(st: Mapping[str, Any], lang: str | None = None) -> list[tuple[s
     contacts, rows waiting, workbook, journal, a workbook problem."""
     ru = (lang or current_lang()) == "ru"
     state = str(st.get("state") or "")
-    words = _STATE_WORDS.get(state)
+    words = STATE_WORDS.get(state)
     state_line = (words.ru if ru else words.en) if words else state
     detail = str(st.get("state_text_ru" if ru else "state_text_en") or st.get("state_text") or "")
     if detail and detail.casefold() != state_line.casefold():

@@ -21,6 +21,7 @@ from typing import Any
 
 from pz_excel.agent.api import ApiClient
 from pz_excel.agent.discovery import AgentUnavailable
+from pz_excel.agent.status_text import STATE_WORDS
 from pz_excel.crm import phones
 from pz_excel.crm.schema import WORDS, word
 from pz_excel.crm.schema import cell_text as schema_cell_text
@@ -194,13 +195,6 @@ def _parse_time(text: object) -> datetime | None:
 # ---------------------------------------------------------------------- the functions
 
 
-_STATES = {
-    "connecting": Text("connecting…", "подключение…"),
-    "connected": Text("connected", "подключено"),
-    "stopped": Text("stopped", "остановлено"),
-}
-
-
 def format_status(status: Mapping[str, Any]) -> str:
     """``connected · ext 101`` — short enough for a cell."""
     state = str(status.get("state") or "")
@@ -212,7 +206,7 @@ def format_status(status: Mapping[str, Any]) -> str:
             else Text("reconnecting", "переподключение")
         )
     else:
-        text = _STATES.get(state) or Text(
+        text = STATE_WORDS.get(state) or Text(
             str(status.get("state_text") or state), str(status.get("state_text") or state)
         )
     phone = status.get("phone")
