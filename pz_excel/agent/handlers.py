@@ -19,7 +19,6 @@ from pz_excel.books import BookLocked, BookUnpatchable
 from pz_excel.books.contacts_append import ContactAppend
 from pz_excel.connector.client import ConnectorError
 from pz_excel.crm import phones
-from pz_excel.crm.contact_index import name_key
 from pz_excel.crm.contacts import build_index
 from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import Text
@@ -355,16 +354,15 @@ class ApiHandlers:
     def _known_owner(self, owner: str) -> str:
         """``owner`` as Managers spells it (a name, or an extension listed there), or
         ``ApiError`` 400 naming the known managers."""
-        managers = self.index.managers
-        names: dict[str, str] = getattr(managers, "names", {})  # extension -> name
+        index = self.index
         text = " ".join(owner.split())
-        ext = managers.get(name_key(text)) if text else None
-        if ext is None and text in names:
-            ext = text
-        if ext is not None:
-            return names.get(ext, text)
-        if text and phones.extension(text) == text:
-            return text  # an extension is an owner as it is, as routing reads Owner cells
+        # Routing's own reading of an Owner cell: a Managers name, or an extension as it is
+        # (spelled as Managers lists it); only digits that make no extension are refused.
+        if index.owner_extension(text) is not None and (
+            not text.isdigit() or phones.extension(text) == text
+        ):
+            return index.owner_name(text)
+        names: dict[str, str] = getattr(index.managers, "names", {})  # extension -> name
         known = ", ".join(f"{n} ({e})" for e, n in sorted(names.items(), key=lambda x: x[1]))
         if not text:
             raise ApiError(400, Text(f"give the owner: one of {known or '—'}",
