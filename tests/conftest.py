@@ -31,6 +31,16 @@ def _pz_logger_restored():
     logger.filters[:] = saved[3]
 
 
+@pytest.fixture
+def server():
+    """Our test connector on a free loopback port, as strict as the vendor's TestServer."""
+    from pz_excel.tools.testserver import ServerThread
+
+    srv = ServerThread(host="127.0.0.1", port=0).start()
+    yield srv
+    srv.stop()
+
+
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str = "") -> object:
     """Poll a condition until it holds; fail with ``what`` on timeout (no sleep-and-hope)."""
     deadline = time.monotonic() + timeout

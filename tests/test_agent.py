@@ -29,13 +29,6 @@ CONTACTS = [
 ]
 
 
-@pytest.fixture
-def server():
-    srv = ServerThread(host="127.0.0.1", port=0).start()
-    yield srv
-    srv.stop()
-
-
 def make_book(path: Path, lang: str = "en") -> Path:
     rows = [(n, p, o, c) for n, p, o, c in CONTACTS]
     return write_template(path, lang=lang, contacts=rows, managers=MANAGERS)

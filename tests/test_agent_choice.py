@@ -29,13 +29,6 @@ from tests.conftest import wait_until
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def server():
-    srv = ServerThread(host="127.0.0.1", port=0).start()
-    yield srv
-    srv.stop()
-
-
 def run_agent(book: Path, server: ServerThread, phone: str) -> Agent:
     write_template(book, lang="en")
     cfg = AgentConfig(workbook=book, server=server.url, phone=phone, save_interval=0.1, lang="en")

@@ -20,7 +20,6 @@ from pz_excel.crm.contacts import load_index
 from pz_excel.crm.routing import decide
 from pz_excel.excel import udf_logic
 from pz_excel.i18n import UserError
-from pz_excel.tools.testserver import ServerThread
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,13 +120,6 @@ def test_contacts_and_callers_use_the_same_area_code(tmp_path):
 
 
 # ------------------------------------------------------------------ end to end
-
-
-@pytest.fixture
-def server():
-    srv = ServerThread(host="127.0.0.1", port=0).start()
-    yield srv
-    srv.stop()
 
 
 def test_a_local_caller_id_is_routed_to_the_owner_of_a_local_contact(tmp_path, server):

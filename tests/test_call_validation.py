@@ -14,28 +14,18 @@ import pytest
 
 from pz_excel.agent.api import ApiClient
 from pz_excel.agent.journal import Journal
-from pz_excel.agent.lifecycle import Agent, AgentConfig
 from pz_excel.books.template import write_template
 from pz_excel.crm import phones
 from pz_excel.tools.testserver import ServerThread
 from tests.conftest import wait_until
+from tests.test_agent import start_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def server():
-    srv = ServerThread(host="127.0.0.1", port=0).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def agent(tmp_path, server):
-    book = write_template(tmp_path / "crm.xlsx", lang="en")
-    cfg = AgentConfig(workbook=book, server=server.url, phone="101", save_interval=0.1, lang="en")
-    a = Agent(cfg).start()
-    wait_until(lambda: a.client.state.kind == "connected", 10, "agent connected")
+    a = start_agent(write_template(tmp_path / "crm.xlsx", lang="en"), server)
     yield a
     a.stop()
 

@@ -32,13 +32,6 @@ NEW_KEY = "79221112233"
 
 
 @pytest.fixture
-def server():
-    srv = ServerThread(host="127.0.0.1", port=0).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def book(tmp_path):
     return write_template(tmp_path / "crm.xlsx", lang="en", contacts=CONTACTS,
                           managers=MANAGERS)

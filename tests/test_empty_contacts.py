@@ -9,8 +9,6 @@ import json
 import logging
 from pathlib import Path
 
-import pytest
-
 from pz_excel.agent.lifecycle import Agent, AgentConfig
 from pz_excel.books.template import write_template
 from pz_excel.cli.main import main
@@ -19,13 +17,6 @@ from tests.conftest import wait_until
 
 DECLINED = "every caller will be declined"
 ONE = [("Ivan Petrov", "+7 (343) 011-22-33", "101", "Uralmash")]
-
-
-@pytest.fixture
-def server():
-    srv = ServerThread(host="127.0.0.1", port=0).start()
-    yield srv
-    srv.stop()
 
 
 def start_agent(book: Path, server: ServerThread, **kw) -> Agent:

@@ -15,12 +15,6 @@ from pz_excel.tools.testserver import ServerThread
 from tests.test_agent import make_book, start_agent
 
 
-@pytest.fixture
-def server():
-    with ServerThread() as srv:
-        yield srv
-
-
 def test_a_second_book_with_the_same_guid_is_refused_naming_the_first(tmp_path, server):
     first_book = make_book(tmp_path / "first.xlsx")
     second_book = make_book(tmp_path / "second.xlsx")

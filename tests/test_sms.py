@@ -14,33 +14,21 @@ from pathlib import Path
 import pytest
 
 from pz_excel.agent.api import ApiClient
-from pz_excel.agent.lifecycle import Agent, AgentConfig
 from pz_excel.agent.sms import MAX_TEXT, status_of
 from pz_excel.books.template import write_template
 from pz_excel.connector.client import ConnectorClient
 from pz_excel.i18n import UserError
 from pz_excel.protocol import codec as protocol
-from pz_excel.tools.testserver import ServerThread
 from tests.conftest import wait_until
+from tests.test_agent import start_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "Привет & <b>, ваш заказ готов"
 
 
 @pytest.fixture
-def server():
-    srv = ServerThread(host="127.0.0.1", port=0).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
 def agent(tmp_path, server):
-    book = write_template(tmp_path / "crm.xlsx", lang="en")
-    cfg = AgentConfig(workbook=book, server=server.url, phone="101", save_interval=0.1,
-                      lang="en", area_code="343")
-    a = Agent(cfg).start()
-    wait_until(lambda: a.client.state.kind == "connected", 10, "agent connected")
+    a = start_agent(write_template(tmp_path / "crm.xlsx", lang="en"), server, area_code="343")
     yield a
     a.stop()
 
