@@ -51,3 +51,28 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A real PostgreSQL for this test worker (tests/pgcluster.py); skips, saying why,
+    when there is none to start."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install -e '.[dev]')")
+    from tests.pgcluster import Cluster
+
+    cluster = Cluster()
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        pytest.skip(f"no PostgreSQL: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_cluster) -> str:
+    """A fresh, empty PostgreSQL database for one test: its DSN."""
+    return pg_cluster.new_database()

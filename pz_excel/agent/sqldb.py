@@ -1,0 +1,130 @@
+"""One small face for the two databases a journal lives in: an SQLite file (one machine,
+the embedded default) or PostgreSQL (the team server, ``postgresql://`` DSN).
+
+Code above speaks one SQL with ``?`` placeholders; this module turns them into psycopg's
+``%s`` (so SQL text never holds a literal ``?`` or ``%`` outside a placeholder — none of
+ours does). Where the two engines really differ (triggers, upsert details, ``rowid``) the
+caller asks ``db.dialect``; everything else is written once.
+
+psycopg is imported only when a DSN is opened: the desktop agent and the CLI never pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from pz_excel.i18n import Text, UserError
+
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+
+#: What a DSN starts with (psycopg takes both spellings).
+_DSN_PREFIXES = ("postgresql://", "postgres://")
+
+
+def is_dsn(target: object) -> bool:
+    """Whether ``target`` names a PostgreSQL database rather than an SQLite file."""
+    return isinstance(target, str) and target.lower().startswith(_DSN_PREFIXES)
+
+
+def redact(target: object) -> str:
+    """A DSN fit for a log line or a message: the password, if any, replaced by ``***``."""
+    text = str(target)
+    if not is_dsn(text) or "@" not in text:
+        return text
+    scheme, rest = text.split("://", 1)
+    auth, host = rest.rsplit("@", 1)
+    if ":" in auth:
+        auth = auth.split(":", 1)[0] + ":***"
+    return f"{scheme}://{auth}@{host}"
+
+
+def _pg_sql(sql: str) -> str:
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class Db:
+    """A connection, thread-safe by one lock, with explicit transactions (``transaction``)
+    and autocommit outside them — the same on both engines."""
+
+    def __init__(self, con: Any, dialect: str, target: str) -> None:
+        self._con = con
+        self.dialect = dialect
+        self.target = target
+        self.lock = threading.RLock()
+
+    @property
+    def raw(self) -> Any:
+        """The driver's connection (sqlite3 or psycopg), for what only it can do."""
+        return self._con
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        if self.dialect == POSTGRESQL:
+            return self._con.execute(_pg_sql(sql), tuple(args))
+        return self._con.execute(sql, tuple(args))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        if self.dialect == POSTGRESQL:
+            cur = self._con.cursor()
+            cur.executemany(_pg_sql(sql), [tuple(r) for r in rows])
+            return cur
+        return self._con.executemany(sql, [tuple(r) for r in rows])
+
+    def one(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        """The first column of the first row, or None."""
+        row = self.execute(sql, args).fetchone()
+        return row[0] if row else None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Db]:
+        """One transaction, committed when the block ends, rolled back if it raises.
+        SQLite: ``BEGIN IMMEDIATE`` (the write lock at once, not at the first write)."""
+        with self.lock:
+            if self.dialect == POSTGRESQL:
+                with self._con.transaction():
+                    yield self
+                return
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+                self._con.execute("COMMIT")  # may fail too (disk full): rolled back below
+            except BaseException:
+                if self._con.in_transaction:
+                    self._con.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self.lock:
+            self._con.close()
+
+
+def connect(target: str | Path, *, app: str = "pz-excel", timeout: float = 10.0) -> Db:
+    """Open ``target``: a ``postgresql://`` DSN or an SQLite file path (its folder is
+    created). A database that cannot be reached is a user error naming it (no password)."""
+    if is_dsn(target):
+        try:
+            import psycopg
+        except ImportError as exc:  # the package's dependency; a broken install says so
+            raise UserError(Text(
+                "PostgreSQL support is missing (pip install 'psycopg[binary]')",
+                "нет поддержки PostgreSQL (pip install 'psycopg[binary]')")) from exc
+        try:
+            con = psycopg.connect(str(target), autocommit=True, application_name=app,
+                                  connect_timeout=max(1, int(timeout)))
+        except psycopg.Error as exc:
+            where = redact(target)
+            raise UserError(Text(
+                f"cannot connect to the database {where}: {str(exc).strip()}",
+                f"не удаётся подключиться к базе данных {where}: {str(exc).strip()}")) from exc
+        return Db(con, POSTGRESQL, str(target))
+    path = Path(target).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
+                          check_same_thread=False)
+    con.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    return Db(con, SQLITE, str(path))

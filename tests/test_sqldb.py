@@ -1,0 +1,46 @@
+"""The journal's two databases behind one face (pz_excel/agent/sqldb.py), on real engines."""
+
+from __future__ import annotations
+
+import pytest
+
+from pz_excel.agent import sqldb
+from pz_excel.i18n import UserError
+
+
+def _roundtrip(db: sqldb.Db) -> list[tuple]:
+    db.execute("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+    with db.transaction():
+        db.executemany("INSERT INTO t(k, n) VALUES (?, ?)", [("a", 1), ("b", 2)])
+    with pytest.raises(ZeroDivisionError), db.transaction():
+        db.execute("INSERT INTO t(k, n) VALUES (?, ?)", ("c", 3))
+        raise ZeroDivisionError  # rolled back: c never lands
+    assert db.one("SELECT n FROM t WHERE k = ?", ("b",)) == 2
+    assert db.one("SELECT n FROM t WHERE k = ?", ("zz",)) is None
+    return [tuple(r) for r in db.execute("SELECT k, n FROM t ORDER BY k").fetchall()]
+
+
+def test_sqlite_file(tmp_path):
+    db = sqldb.connect(tmp_path / "sub" / "j.sqlite")
+    assert db.dialect == sqldb.SQLITE
+    assert _roundtrip(db) == [("a", 1), ("b", 2)]
+    db.close()
+
+
+def test_postgresql(pg_dsn):
+    db = sqldb.connect(pg_dsn)
+    assert db.dialect == sqldb.POSTGRESQL
+    assert _roundtrip(db) == [("a", 1), ("b", 2)]
+    db.close()
+
+
+def test_unreachable_database_is_one_line_without_the_password():
+    with pytest.raises(UserError) as err:
+        sqldb.connect("postgresql://u:s3cret@127.0.0.1:1/x", timeout=2)
+    assert "s3cret" not in str(err.value.text) and "***" in str(err.value.text)
+    assert "базе данных" in err.value.text.ru
+
+
+def test_dsn_or_path():
+    assert sqldb.is_dsn("postgresql://x/y") and sqldb.is_dsn("postgres://x")
+    assert not sqldb.is_dsn("C:/crm/journal.sqlite") and not sqldb.is_dsn(None)
