@@ -44,3 +44,44 @@ def test_unreachable_database_is_one_line_without_the_password():
 def test_dsn_or_path():
     assert sqldb.is_dsn("postgresql://x/y") and sqldb.is_dsn("postgres://x")
     assert not sqldb.is_dsn("C:/crm/journal.sqlite") and not sqldb.is_dsn(None)
+
+
+def _steps(log: list[int]):
+    def one(db):
+        log.append(1)
+        db.execute("CREATE TABLE m (a INTEGER)")
+
+    def two(db):
+        log.append(2)
+        db.execute("ALTER TABLE m ADD COLUMN b INTEGER")
+
+    return [one, two]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_migrations_run_once_in_order_and_refuse_a_newer_database(engine, tmp_path, request):
+    target = tmp_path / "m.sqlite" if engine == "sqlite" else request.getfixturevalue("pg_dsn")
+    db = sqldb.connect(target)
+    log: list[int] = []
+    assert sqldb.migrate(db, "demo", _steps(log)[:1]) == 0
+    assert sqldb.migrate(db, "demo", _steps(log)) == 1
+    assert sqldb.migrate(db, "demo", _steps(log)) == 2
+    assert log == [1, 2]
+    db.execute("INSERT INTO m(a, b) VALUES (?, ?)", (1, 2))
+    with pytest.raises(UserError) as err:
+        sqldb.migrate(db, "demo", _steps(log)[:1])
+    assert "newer" in err.value.text.en and "новее" in err.value.text.ru
+    db.close()
+
+
+def test_a_failing_step_leaves_the_version_where_it_was(tmp_path):
+    db = sqldb.connect(tmp_path / "f.sqlite")
+
+    def bad(db):
+        db.execute("CREATE TABLE x (a INTEGER)")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        sqldb.migrate(db, "demo", [bad])
+    assert sqldb.schema_version(db, "demo") == 0
+    assert db.one("SELECT count(*) FROM sqlite_master WHERE name = 'x'") == 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +128,49 @@ def connect(target: str | Path, *, app: str = "pz-excel", timeout: float = 10.0)
                           check_same_thread=False)
     con.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
     return Db(con, SQLITE, str(path))
+
+
+#: A migration step: brings the schema from version i to i + 1 (its index in the list + 1).
+Step = Callable[["Db"], None]
+
+
+def schema_version(db: Db, component: str) -> int:
+    """The version of ``component``'s tables in this database (0: none yet)."""
+    db.execute("CREATE TABLE IF NOT EXISTS schema_versions ("
+               "component TEXT PRIMARY KEY, version INTEGER NOT NULL, at REAL NOT NULL)")
+    return int(db.one("SELECT version FROM schema_versions WHERE component = ?",
+                      (component,)) or 0)
+
+
+def migrate(db: Db, component: str, steps: Sequence[Step], *, start: int | None = None) -> int:
+    """Bring ``component``'s tables up to ``len(steps)``, each step in the one transaction
+    that also records its version: all of a step or none of it, and two processes
+    migrating at once (a leader and a standby starting together) do each step once.
+    A database newer than this program is refused (a user error, nothing touched).
+    ``start``: the version to assume when none is recorded (an older file's own record).
+    Returns the version found."""
+    import time
+
+    found = schema_version(db, component)
+    if found == 0 and start:
+        found = start
+    if found > len(steps):
+        raise UserError(Text(
+            f"the database {redact(db.target)} holds {component} schema {found}, newer than "
+            f"this program ({len(steps)}): update pz-excel",
+            f"в базе данных {redact(db.target)} схема {component} версии {found} — новее этой "
+            f"программы ({len(steps)}): обновите pz-excel"))
+    for version in range(found + 1, len(steps) + 1):
+        with db.transaction():
+            if db.dialect == POSTGRESQL:  # one migrator at a time, the others wait here
+                db.execute("SELECT pg_advisory_xact_lock(hashtext('pz-migrate:' || ?))",
+                           (component,))
+            now = int(db.one("SELECT version FROM schema_versions WHERE component = ?",
+                             (component,)) or (start or 0))
+            if now >= version:
+                continue  # another process did it meanwhile
+            steps[version - 1](db)
+            db.execute("DELETE FROM schema_versions WHERE component = ?", (component,))
+            db.execute("INSERT INTO schema_versions(component, version, at) VALUES (?, ?, ?)",
+                       (component, version, time.time()))
+    return found
