@@ -13,6 +13,9 @@ Sections (``--only`` picks some):
 * ``dashboard`` — one Dashboard refresh (figures from the journal, sheet and charts written
   at the zip level) on a book of 1 M contacts with 100 k calls, next to an openpyxl
   whole-book load and save;
+* ``mixed`` — the caller's wait under everything at once: transfers at 50 and 500/s with
+  completed calls fed at 100/s into a Calls sheet that already holds 100 k rows and the
+  Dashboard rebuilt every 2 s, next to the same agent alone (bench_mixed);
 * ``agent`` — type 1 → Transfer on the wire with 1 M contacts at 1 / 50 / 500 requests/s,
   the local API's Call round trip, a contacts re-read after an edit, the agent's RSS over
   100 k calls.
@@ -41,7 +44,7 @@ import click
 
 from pz_excel.i18n import tr
 
-SECTIONS = ("routing", "journal", "sheet", "dashboard", "agent")
+SECTIONS = ("routing", "journal", "sheet", "dashboard", "agent", "mixed")
 
 
 def _machine() -> dict[str, Any]:
@@ -79,6 +82,10 @@ def _section(name: str, quick: bool, out: Callable[[str], None], plot: Path | No
         from bench import bench_dashboard
 
         return bench_dashboard.run(quick=quick, out=out)
+    if name == "mixed":
+        from bench import bench_mixed
+
+        return bench_mixed.run(quick=quick, out=out)
     from bench import bench_agent
 
     return bench_agent.run(quick=quick, out=out)

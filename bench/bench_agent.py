@@ -112,16 +112,16 @@ def _phones(path: Path, limit: int = 200_000) -> list[str]:
 # * "inline-checkpoints": SQLite's default, the WAL checkpoint (and its fsync) run inside
 #   the COMMIT that crosses 1000 pages, as before the journal got its checkpoint thread.
 _NO_DASHBOARD = (
-    "from pz_excel.agent import Agent\n"
+    "from pz_excel.agent.lifecycle import Agent\n"
     "Agent.refresh_dashboard = lambda self, force=False: False\n"
 )
 _INLINE_CHECKPOINTS = (
-    "from pz_excel import journal as _j\n"
+    "from pz_excel.agent import journal as _j\n"
     "_j.COMMIT_CHECKPOINT_PAGES = 1000\n"
-    "_j._Checkpointer.__init__ = lambda self, path, interval=0: None\n"
-    "_j._Checkpointer.stop = lambda self: None\n"
+    "_j.Checkpointer.__init__ = lambda self, path, interval=0: None\n"
+    "_j.Checkpointer.stop = lambda self: None\n"
 )
-_RUN = "import sys\nfrom pz_excel.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+_RUN = "import sys\nfrom pz_excel.cli.main import main\nsys.exit(main(sys.argv[1:]))\n"
 VARIANTS = {
     "shipped": ("agent as shipped", None),
     "no-dashboard": ("agent without the Dashboard refresh", _NO_DASHBOARD),
@@ -244,7 +244,8 @@ def play_transfer_load(server: Any, clock: WireClock, phases: list[tuple[float, 
         phases_out.append({
             "rate": rate, "requests": count, "answered": len(lat),
             "lost": count - len(lat), "p50_s": percentile(lat, 50),
-            "p99_s": percentile(lat, 99), "max_s": max(lat) if lat else float("nan"),
+            "p99_s": percentile(lat, 99), "p999_s": percentile(lat, 99.9),
+            "max_s": max(lat) if lat else float("nan"),
             "over_5ms": sum(x > 5e-3 for x in lat),
             "elapsed_s": time.perf_counter() - t0,
         })
