@@ -1,4 +1,6 @@
-"""The journal on real SQLite files: durability under kill -9, dirty tracking, queries."""
+"""The journal on real engines: SQLite files (durability under kill -9, WAL, checkpoints)
+and, for everything the two engines share, a real PostgreSQL too (tests/journal_engines.py):
+dirty tracking, queries, merging, migrations, concurrent writers."""
 
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from pz_excel.agent import sqldb
 from pz_excel.agent.calllog import CallMapper
 from pz_excel.agent.journal import Journal, JournalClosed
 from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import UserError
 from pz_excel.protocol.codec import Event
 from tests.conftest import wait_until
+from tests.journal_engines import ENGINES, engine_target, set_schema_version
 
 T0 = 1_700_000_000
 
@@ -32,9 +36,15 @@ def digits(raw: str) -> str | None:
     return d or None
 
 
+@pytest.fixture(params=ENGINES)
+def target(request, tmp_path):
+    """An SQLite path, then a PostgreSQL DSN: the tests that take it run on both."""
+    return engine_target(request, tmp_path)
+
+
 @pytest.fixture
-def journal(tmp_path):
-    with Journal(tmp_path / "state" / "j.sqlite", normalize=digits) as j:
+def journal(target):
+    with Journal(target, normalize=digits) as j:
         yield j
 
 
@@ -55,10 +65,13 @@ MAPPER = CallMapper(tz=timezone.utc, clock=lambda: datetime(2024, 1, 1, 12, 0, 0
 # ------------------------------------------------------------------ the log
 
 
-def test_creates_dirs_uses_wal_and_keeps_every_attribute(tmp_path):
-    path = tmp_path / "a" / "b" / "j.sqlite"
-    with Journal(path, normalize=digits) as j:
-        assert j.path == path and path.exists()
+def test_creates_dirs_uses_wal_and_keeps_every_attribute(target):
+    path = target.parent / "a" / "b" / "j.sqlite" if isinstance(target, Path) else None
+    with Journal(path or target, normalize=digits) as j:
+        if path is not None:
+            assert j.path == path and path.exists() and j.target == str(path)
+        else:
+            assert j.path is None and j.target == sqldb.redact(target)
         raw = "PEV2ZW50IC8+"
         event = ev(2, "470667154161667", from_="73430112233", to="101", line=" ",
                    futureAttr="kept")
@@ -74,6 +87,8 @@ def test_creates_dirs_uses_wal_and_keeps_every_attribute(tmp_path):
         assert j.entries(call_id="470667154161667", kind="decision")[0]["seq"] == seq2
         [(seq, back)] = list(j.events())
         assert seq == seq1 and back == event
+    if path is None:
+        return
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
@@ -102,15 +117,32 @@ def test_a_failing_mapper_still_stores_the_event(journal):
     assert "boom" in journal.entries(kind="error")[0]["payload"]["error"]
 
 
-def test_reopen_keeps_everything_and_refuses_a_newer_schema(tmp_path):
-    path = tmp_path / "j.sqlite"
-    with Journal(path, normalize=digits) as j:
+def test_reopen_keeps_everything_and_refuses_a_newer_schema(target):
+    with Journal(target, normalize=digits) as j:
         j.upsert_call(CallRow("1", "incoming", "missed", "73430112233", start=datetime(2024, 1, 1)))
         j.once_put("crm.xlsx|B2", "2024-01-01 10:00:00")
-    with Journal(path, normalize=digits) as j:
+        j.once_put("crm.xlsx|B2", "2024-01-01 10:00:00")  # a second put replaces
+        j.record("state", "connected")
+    with Journal(target, normalize=digits) as j:
         assert j.get_call("1").status == "missed"
         assert j.once_get("crm.xlsx|B2") == "2024-01-01 10:00:00" and j.once_get("x") is None
-        j._db().execute("PRAGMA user_version=99")
+        assert j.stats()["calls"] == 1 and j.stats()["dirty"] == 1
+        assert j.record("state", "again") == j.entries()[0]["seq"] + 1  # seqs go on
+        set_schema_version(j.db, 99)
+    with pytest.raises(UserError) as exc:
+        Journal(target)
+    assert "newer" in exc.value.text.en and "новее" in exc.value.text.ru
+
+
+def test_a_file_newer_for_older_programs_is_refused_too(tmp_path):
+    """SQLite files keep their version in ``user_version`` too (journal_schema): one that
+    only says so there (written by a program that knew only it) is refused as well."""
+    path = tmp_path / "j.sqlite"
+    Journal(path).close()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 4
+    con.execute("PRAGMA user_version=5")
+    con.close()
     with pytest.raises(UserError) as exc:
         Journal(path)
     assert "newer" in exc.value.text.en
@@ -124,8 +156,8 @@ def test_a_file_that_is_not_a_journal_is_a_clear_error(tmp_path):
     assert str(path) in exc.value.text.en and "журнал" in exc.value.text.ru
 
 
-def test_closed_journal_says_so(tmp_path):
-    j = Journal(tmp_path / "j.sqlite", normalize=digits)
+def test_closed_journal_says_so(target):
+    j = Journal(target, normalize=digits)
     j.close()
     j.close()  # twice is fine
     with pytest.raises(JournalClosed):
@@ -241,8 +273,8 @@ def test_missed_not_called_back_and_counts(journal):
     ]
 
 
-def test_reindex_phones_after_the_rules_changed(tmp_path):
-    path = tmp_path / "j.sqlite"
+def test_reindex_phones_after_the_rules_changed(target):
+    path = target
     with Journal(path, normalize=lambda s: "".join(c for c in s if c.isdigit())) as j:
         j.upsert_call(CallRow("1", "incoming", "missed", "8 (343) 011-22-33"))
         j.upsert_call(CallRow("2", "incoming", "missed", "73430112233"))
@@ -305,7 +337,7 @@ def test_kill_9_loses_nothing_committed(tmp_path):
             proc.wait(10)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
     with Journal(path, normalize=digits) as j:
-        con = j._db()
+        con = j.db
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         calls = j.stats()["calls"]
         assert calls >= seen  # everything a reader saw committed is still there
@@ -350,7 +382,7 @@ def test_checkpoints_happen_off_the_commit_path(tmp_path):
     copies the WAL into the database file within a few seconds."""
     path = tmp_path / "j.sqlite"
     with Journal(path) as j:
-        assert j._db().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+        assert j.db.one("PRAGMA wal_autocheckpoint") == 10_000
         start = path.stat().st_size
         for i in range(2000):  # ~6000 WAL frames, ~150 pages of data
             j.record("request", {"n": i, "pad": "x" * 200})
@@ -364,7 +396,7 @@ def test_checkpoints_happen_off_the_commit_path(tmp_path):
     assert not checkpointer._thread.is_alive()  # stopped with the journal
 
 
-def test_retention_keeps_call_rows_and_what_is_not_applied(tmp_path):
+def test_retention_keeps_call_rows_and_what_is_not_applied(target):
     """The retention policy (AgentConfig.keep_days): old log entries and applied stored
     messages go; call rows, and a message whose events wait, stay."""
     import time as _time
@@ -373,7 +405,7 @@ def test_retention_keeps_call_rows_and_what_is_not_applied(tmp_path):
 
     from pz_excel.crm.schema import CallRow
 
-    with Journal(tmp_path / "j.sqlite") as j:
+    with Journal(target) as j:
         j.upsert_call(CallRow(call_id="c1", direction="incoming", status="completed"))
         j.record("state", {"agent": "started"})
         done, waiting = j.record_frame("<old/>"), j.record_frame("<waiting/>")

@@ -85,3 +85,22 @@ def test_a_failing_step_leaves_the_version_where_it_was(tmp_path):
         sqldb.migrate(db, "demo", [bad])
     assert sqldb.schema_version(db, "demo") == 0
     assert db.one("SELECT count(*) FROM sqlite_master WHERE name = 'x'") == 0
+
+
+def test_a_postgresql_connection_the_server_dropped_is_opened_anew(pg_dsn):
+    """A restart or a network cut: the statement that meets it fails with an error the
+    inbox treats as a failed store (the event is kept); the next one reconnects."""
+    import psycopg
+
+    db = sqldb.connect(pg_dsn)
+    db.execute("CREATE TABLE t (n INTEGER)")
+    pid = db.one("SELECT pg_backend_pid()")
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(sqldb.storage_errors()):
+        db.execute("INSERT INTO t(n) VALUES (?)", (1,))
+    with db.transaction():
+        db.execute("INSERT INTO t(n) VALUES (?)", (2,))
+    assert db.one("SELECT pg_backend_pid()") != pid
+    assert db.one("SELECT sum(n) FROM t") == 2
+    db.close()

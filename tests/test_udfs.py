@@ -445,6 +445,7 @@ def test_every_udf_has_function_wizard_help():
         "PZ_CALLS",
         "PZ_MISSED",
         "PZ_CALL",
+        "PZ_TEAM_LAST",
     }
     assert set(udfs) == expected
     for name, fn in udfs.items():

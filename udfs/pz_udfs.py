@@ -51,6 +51,13 @@ def PZ_LASTCALL(number):
 
 @xw.func(category=CATEGORY)
 @xw.arg("number", doc=_NUMBER_DOC)
+def PZ_TEAM_LAST(number):
+    """The team's last call with this client, any manager's (needs a team server): time, who, direction, status. / Последний звонок команды с этим клиентом."""  # noqa: E501
+    return udf_logic.pz_team_last(number)
+
+
+@xw.func(category=CATEGORY)
+@xw.arg("number", doc=_NUMBER_DOC)
 @xw.arg(
     "days",
     doc="Optional: only the last N days (empty = all). / Необязательно: только за N дней.",

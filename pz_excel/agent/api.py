@@ -11,6 +11,9 @@ idle timeout on every connection, a cap on live connections (at the cap the conn
 has waited longest for its request is dropped to make room, so half-open sockets cannot
 starve real callers), strict ``Content-Length`` parsing, and clients that hang up early are
 a debug line, never a traceback.
+
+``ApiServer`` is that machinery on its own, for another server: the team API
+(``team/api.py``) serves HTTPS through it, each user with a token of their own.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ import json
 import logging
 import math
 import os
-import queue
 import re
 import secrets
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -36,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pz_excel import paths
+from pz_excel.agent.apiworkers import Workers
 from pz_excel.agent.discovery import (
     AgentInfo,
     AgentUnavailable,
@@ -45,7 +49,10 @@ from pz_excel.agent.discovery import (
 )
 from pz_excel.i18n import Text, UserError
 
-Handler = Callable[[dict[str, str], dict[str, Any]], dict[str, Any]]
+#: ``(query parameters, JSON body) -> reply``; an ``ApiServer``'s get the caller third.
+Handler = Callable[..., dict[str, Any]]
+#: The request's headers -> the caller (whatever the handlers need), or ``ApiError``.
+Authorise = Callable[[Any], Any]
 MAX_BODY = 64 * 1024
 LISTEN_QUEUE = 1024  # a recalculation fires hundreds of UDF calls at once
 MAX_CONNECTIONS = 256  # open connections (a worker thread each); beyond: oldest idle dropped
@@ -62,10 +69,23 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 class ApiError(Exception):
     """A request the handler refuses; becomes a JSON error with this HTTP status."""
 
-    def __init__(self, status: int, text: Text):
+    def __init__(self, status: int, text: Text, extra: Mapping[str, Any] | None = None):
         super().__init__(text.en)
         self.status = status
         self.text = text
+        self.extra = dict(extra or {})  # more fields of the error reply (a leader's address)
+
+
+def bearer(headers: Any) -> str:
+    """The token of the ``Authorization: Bearer`` header, "" if none. RFC 7235: the scheme
+    is case-insensitive ("bearer", "BEARER" are fine)."""
+    scheme, _, given = (headers.get("Authorization") or "").strip().partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else ""
+
+
+def local_error_body(text: Text) -> dict[str, Any]:
+    """The local API's error reply: the current language and both, flat."""
+    return {"ok": False, "error": str(text), "error_en": text.en, "error_ru": text.ru}
 
 
 def _bad_param(name: str, kind_en: str, kind_ru: str, lo: object, hi: object) -> ApiError:
@@ -178,34 +198,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _error(self, status: int, text: Text, *, close: bool = False) -> None:
-        self._reply(
-            status,
-            {"ok": False, "error": str(text), "error_en": text.en, "error_ru": text.ru},
-            close=close,
-        )
-
-    def _authorised(self) -> bool:
-        host = (self.headers.get("Host") or "").strip().lower()
-        port = self.server.server_address[1]
-        if host not in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}:
-            self._error(
-                403,
-                Text("only local requests are served", "принимаются только локальные запросы"),
-                close=True,
-            )
-            return False
-        # RFC 7235: the auth scheme is case-insensitive ("bearer", "BEARER" are fine).
-        scheme, _, given = (self.headers.get("Authorization") or "").strip().partition(" ")
-        given = given.strip() if scheme.lower() == "bearer" else ""
-        if not given or not hmac.compare_digest(
-            given.encode("utf-8", "replace"), self.server.token.encode()
-        ):
-            self._error(
-                401, Text("missing or wrong API token", "нет или неверный токен API"), close=True
-            )
-            return False
-        return True
+    def _error(self, status: int, text: Text, *, close: bool = False,
+               extra: Mapping[str, Any] | None = None) -> None:
+        self._reply(status, {**self.server.error_body(text), **(extra or {})}, close=close)
 
     def _body_length(self) -> int | None:
         """The declared body length, or None after refusing a bad one (connection closed)."""
@@ -230,13 +225,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
             )
             return None
         length = int(next(iter(values)))
-        if length > MAX_BODY:
+        if length > getattr(self.server, "max_body", MAX_BODY):
             self._error(413, Text("request too large", "слишком большой запрос"), close=True)
             return None
         return length
 
     def _dispatch(self, method: str) -> None:
-        if not self._authorised():
+        try:
+            caller = self.server.authorise(self.headers)
+        except ApiError as exc:
+            self._error(exc.status, exc.text, close=True, extra=exc.extra)
             return
         parts = urlsplit(self.path)
         handler = self.server.routes.get((method, parts.path))
@@ -271,9 +269,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 )
                 return
         try:
-            result = handler(params, body)
+            result = handler(params, body, caller) if self.server.with_caller else handler(
+                params, body)
         except ApiError as exc:
-            self._error(exc.status, exc.text)
+            self._error(exc.status, exc.text, extra=exc.extra)
             return
         except UserError as exc:
             self._error(400, exc.text)
@@ -293,116 +292,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
 
-class _Workers:
-    """Daemon threads that serve connections: started on demand, reused, bounded.
-
-    Starting a thread costs about as much as serving a request (and more on a busy machine),
-    so threads are reused, and they are started by a helper thread so that the accept loop
-    never waits for one: a burst is served by whichever workers are free first. Idle
-    workers end after ``linger`` seconds. Invariant, under the lock: workers waiting for a
-    job + ``_wanted`` == ``_idle`` + jobs queued - ``_owed``.
-    """
-
-    def __init__(self, limit: int, linger: float = 30.0):
-        self._limit = limit
-        self._linger = linger
-        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._lock = threading.Condition()
-        self._idle = 0  # waiting workers no job is promised to
-        self._wanted = 0  # workers asked of the starter, not started yet
-        self._owed = 0  # jobs queued when no more workers may start: the next free one
-        self._threads: set[threading.Thread] = set()
-        self._starter: threading.Thread | None = None
-        self._started = 0
-        self._stopping = False
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        with self._lock:
-            if self._idle:
-                self._idle -= 1
-            elif len(self._threads) + self._wanted < self._limit and not self._stopping:
-                if self._starter is None:
-                    starter = threading.Thread(
-                        target=self._start_workers, name="pz-api-starter", daemon=True
-                    )
-                    starter.start()  # may raise: then nothing was promised or queued
-                    self._starter = starter
-                self._wanted += 1
-                self._lock.notify()
-            else:
-                self._owed += 1
-            self._jobs.put((fn, args))
-
-    def _start_workers(self) -> None:
-        while True:
-            with self._lock:
-                while not self._wanted and not self._stopping:
-                    self._lock.wait()
-                if self._stopping:
-                    return
-                self._wanted -= 1
-                self._started += 1
-                thread = threading.Thread(
-                    target=self._run, name=f"pz-api-conn-{self._started}", daemon=True
-                )
-                self._threads.add(thread)
-            try:
-                thread.start()
-            except RuntimeError as exc:  # out of threads: the job waits for a free worker
-                log.warning("API: cannot start a worker thread (%s)", exc)
-                with self._lock:
-                    self._threads.discard(thread)
-                    self._owed += 1
-
-    def _run(self) -> None:
-        me = threading.current_thread()
-        while True:
-            try:
-                job = self._jobs.get(timeout=self._linger)
-            except queue.Empty:
-                with self._lock:
-                    if self._idle > 0:  # a spare: no job is promised to it
-                        self._idle -= 1
-                        self._threads.discard(me)
-                        return
-                continue
-            if job is None:  # stop
-                with self._lock:
-                    self._threads.discard(me)
-                return
-            fn, args = job
-            try:
-                fn(*args)
-            except Exception:  # a worker outlives any one connection
-                log.error("API worker failed", exc_info=True)
-            with self._lock:
-                if self._owed:
-                    self._owed -= 1
-                else:
-                    self._idle += 1
-
-    def stop(self, timeout: float) -> None:
-        """Let queued and running jobs finish (up to ``timeout`` seconds), then end."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            self._stopping = True
-            self._lock.notify_all()
-            starter = self._starter
-        if starter is not None:
-            starter.join(timeout)
-        with self._lock:
-            threads = list(self._threads)
-        for _ in threads:
-            self._jobs.put(None)  # after every queued job
-        for thread in threads:
-            if thread is not threading.current_thread():  # a handler may stop the API
-                thread.join(max(0.0, deadline - time.monotonic()))
-
-
 class _Server(HTTPServer):
-    """A worker thread (from ``_Workers``) per open connection; connections are bounded.
+    """A worker thread (from ``Workers``) per open connection; connections are bounded.
 
     Live connections are tracked in the order they started waiting for a request. At
     ``max_connections`` a new connection makes room by dropping the one that has waited
@@ -412,8 +303,11 @@ class _Server(HTTPServer):
     """
 
     request_queue_size = LISTEN_QUEUE
-    token: str
     routes: dict[tuple[str, str], Handler]
+    authorise: Authorise
+    with_caller = False  # handlers take (params, body, caller)
+    error_body: Callable[[Text], dict[str, Any]] = staticmethod(local_error_body)
+    tls: ssl.SSLContext | None = None  # HTTPS; the handshake runs in a worker, never here
 
     def __init__(
         self,
@@ -429,7 +323,7 @@ class _Server(HTTPServer):
         self._live: dict[socket.socket, bool] = {}  # connection -> waiting for a request
         self._dropped: set[socket.socket] = set()  # shut down, their thread not yet done
         # Live plus dropped-but-not-yet-ended connections never exceed this: none waits.
-        self._workers = _Workers(limit=2 * max_connections + 1)
+        self._workers = Workers(limit=2 * max_connections + 1)
         super().__init__(address, handler)
 
     @property
@@ -457,6 +351,12 @@ class _Server(HTTPServer):
             if conn in self._live:
                 self._live[conn] = False
 
+    def get_request(self) -> tuple[Any, Any]:
+        conn, address = super().get_request()
+        if self.tls is not None:  # no handshake yet: a silent client must not stall accept
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, address
+
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
             if len(self._live) >= self.max_connections:
@@ -481,6 +381,9 @@ class _Server(HTTPServer):
 
     def _serve(self, request: Any, client_address: Any) -> None:
         try:
+            if self.tls is not None:
+                request.settimeout(self.idle_timeout)
+                request.do_handshake()  # a failed one is an OSError: handle_error's debug line
             self.finish_request(request, client_address)
         except Exception:  # noqa: BLE001 - reported by handle_error, like socketserver does
             self.handle_error(request, client_address)
@@ -511,7 +414,59 @@ class _Server(HTTPServer):
         self._workers.stop(timeout=self.idle_timeout + 1)  # requests being served finish
 
 
-class LocalApi:
+class ApiServer:
+    """Serves ``routes`` on ``host:port`` in a thread of its own, with the hardening above;
+    the machinery of ``LocalApi`` for other servers (the team API: HTTPS, a token per user).
+    ``authorise(headers)`` returns the caller, handed to each handler as its third argument,
+    or raises ``ApiError`` (the connection is then closed); ``tls``: serve HTTPS."""
+
+    def __init__(
+        self,
+        routes: dict[tuple[str, str], Handler],
+        authorise: Authorise,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        error_body: Callable[[Text], dict[str, Any]] = local_error_body,
+        with_caller: bool = True,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_body: int = MAX_BODY,
+    ):
+        self._server = _Server(
+            (host, port), _RequestHandler, max_connections=max_connections,
+            idle_timeout=idle_timeout)
+        self._server.routes = routes
+        self._server.authorise = authorise
+        self._server.with_caller = with_caller
+        self._server.error_body = error_body  # type: ignore[method-assign]
+        self._server.tls = tls
+        self._server.max_body = max_body
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def connections(self) -> int:
+        """Client connections open right now (bounded by about twice ``max_connections``)."""
+        return self._server.connections
+
+    def serve(self) -> None:
+        """Start answering (in a daemon thread)."""
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="pz-api", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class LocalApi(ApiServer):
     """Serves ``routes`` on loopback; writes the discovery file while it runs."""
 
     def __init__(
@@ -522,34 +477,27 @@ class LocalApi:
         max_connections: int = MAX_CONNECTIONS,
         idle_timeout: float = IDLE_TIMEOUT,
     ):
-        self._server = _Server(
-            (host, 0), _RequestHandler, max_connections=max_connections, idle_timeout=idle_timeout
-        )
-        self._server.token = secrets.token_urlsafe(32)
-        self._server.routes = routes
-        self._thread: threading.Thread | None = None
+        super().__init__(routes, self._authorise, host=host, with_caller=False,
+                         max_connections=max_connections, idle_timeout=idle_timeout)
+        self.token = secrets.token_urlsafe(32)
         self.info: AgentInfo | None = None
 
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def token(self) -> str:
-        return self._server.token
-
-    @property
-    def connections(self) -> int:
-        """Client connections open right now (bounded by about twice ``max_connections``)."""
-        return self._server.connections
+    def _authorise(self, headers: Any) -> None:
+        host = (headers.get("Host") or "").strip().lower()
+        port = self.port
+        if host not in {f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"}:
+            raise ApiError(403, Text("only local requests are served",
+                                     "принимаются только локальные запросы"))
+        given = bearer(headers)
+        if not given or not hmac.compare_digest(
+            given.encode("utf-8", "replace"), self.token.encode()
+        ):
+            raise ApiError(401, Text("missing or wrong API token", "нет или неверный токен API"))
 
     def start(
         self, *, key: str, phone: str, workbook: str, server: str, journal: str, guid: str = ""
     ) -> None:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="pz-api", daemon=True
-        )
-        self._thread.start()
+        self.serve()
         self.info = AgentInfo(
             pid=os.getpid(),
             port=self.port,
@@ -572,8 +520,7 @@ class LocalApi:
                     self.info.file.unlink()
             except (OSError, ValueError):
                 pass
-        self._server.shutdown()
-        self._server.server_close()
+        super().stop()
 
 
 class ApiClient:

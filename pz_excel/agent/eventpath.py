@@ -2,8 +2,10 @@
 
 1. The connector's reading thread hands each message that holds events to ``on_frame``,
    which decides its transfer requests (a few dictionary lookups) and stores the message
-   **as received** with those decisions in the journal — one commit — before anything
-   else: a kill -9 after that loses none of its events. Then:
+   **as received** with those decisions in the journal — one commit, shared by the
+   messages read back to back with it (group commit: a replay of thousands of calls costs
+   a few commits) — before anything else: a kill -9 after that loses none of its events.
+   Then:
 2. the transfers are sent at once from that thread (a caller waits for one commit, and
    never behind a backlog of call history); logging them and their answers happens on a
    lane of their own (``pz-transfers``);
@@ -13,7 +15,8 @@
    already, and ``pz-events`` applies them from there once it has caught up. Memory stays
    bounded under a flood, and a clean stop under load discards nothing.
 
-At start-up the messages a killed agent stored but never applied are applied first. When
+At start-up the messages a killed agent stored but never applied are applied first (by
+``pz-events``, while the connection is already up: a backlog never delays it). When
 the journal cannot be written (disk full) the message waits in the agent's inbox instead;
 its events are applied from the journal once it is in, and transfer requests are answered
 meanwhile all the same.
@@ -36,6 +39,9 @@ log = logging.getLogger("pz_excel.agent.eventpath")
 
 #: Events that may wait in memory for ``pz-events``; past this they wait in the journal.
 QUEUE_BOUND = 20_000
+#: Messages read back to back that are stored in one commit (see ``on_frame``); a kill
+#: loses at most these, read but not stored — as it loses what the socket still holds.
+GROUP = 256
 
 Apply = Callable[[protocol.Event, "int | None"], None]
 #: A transfer request's decision, and the journal entry that records it: (kind, payload).
@@ -59,25 +65,33 @@ class EventPath:
         self._answered = answered
         self._bound = bound
         self._urgent: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._group: list[tuple[str, list, list[protocol.Event]]] = []  # read, not stored yet
+        self._group_lock = threading.Lock()
         self._queue: deque[tuple[protocol.Event, int | None]] = deque()
         self._ready = threading.Condition()
         self._behind_to = 0  # stored messages up to this seq may have events not queued
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.caught_up = 0  # messages applied from the journal rather than from memory
+        self._start_backlog = 0  # stored before this start, not applied: pz-events' first job
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Apply what a previous run stored but never applied, then start the lanes."""
-        self._catch_up(None)
+        """Start the lanes; ``pz-events`` first applies what a previous run stored but never
+        applied (up to the newest message stored before this start), then what comes in —
+        in the background: a killed agent's backlog must not keep the connector waiting
+        (a team server taking over after its leader died connects at once)."""
+        self._start_backlog = self._journal.last_frame()
         for name, target in (("pz-transfers", self._transfers), ("pz-events", self._events)):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop now: what is still queued is in the journal and applied at the next start."""
+        """Stop now: what is still queued is in the journal and applied at the next start
+        (what was read but not stored yet is stored first)."""
+        self.flush()
         self._stopping.set()
         self._urgent.put(None)
         with self._ready:
@@ -92,7 +106,13 @@ class EventPath:
     # ------------------------------------------------------------------ reading thread
 
     def on_frame(self, raw: str, events: list[protocol.Event]) -> None:
-        journal = self._journal
+        """A message as received. One with a transfer request is stored at once (with the
+        messages read just before it: one commit) and answered; others wait to be stored
+        together until the socket has nothing more ready (``flush``, the connector's idle
+        hook) or ``GROUP`` of them came in a row. So a burst — the connector replaying
+        thousands of calls after a reconnect — costs a few commits, and a caller's request
+        behind it waits for one commit, not thousands. Nothing is acted on before it is
+        stored."""
         rest = [e for e in events if e.type != protocol.EventType.TRANSFER_REQUEST]
         decided = []
         for event in events:
@@ -101,26 +121,41 @@ class EventPath:
                     decided.append((event, *self._decide(event)))
                 except Exception:  # one bad request must not lose the message
                     log.exception("transfer request %s not decided", event.call_id)
-        entries = [(event, entry) for event, _decision, entry in decided]
-        stored, seq = self._inbox.store(
-            lambda: journal.record_frame(raw, entries, applied=not rest))
-        for event, decision, _entry in decided:  # stored (or waiting): the caller's answer
-            try:
-                self._urgent.put((event, decision, self._send(event, decision)))
-            except Exception:
-                log.exception("transfer request %s not answered", event.call_id)
+        with self._group_lock:
+            self._group.append((raw, decided, rest))
+            due = bool(decided) or len(self._group) >= GROUP
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store the messages read so far in one commit, then answer and queue them."""
+        with self._group_lock:
+            group, self._group = self._group, []
+        if not group:
+            return
+        journal = self._journal
+        items = [(raw, [(event, entry) for event, _decision, entry in decided], not rest)
+                 for raw, decided, rest in group]
+        stored, seqs = self._inbox.store(lambda: journal.record_frames(items))
+        for _raw, decided, _rest in group:  # stored (or waiting): the callers' answers
+            for event, decision, _entry in decided:
+                try:
+                    self._urgent.put((event, decision, self._send(event, decision)))
+                except Exception:
+                    log.exception("transfer request %s not answered", event.call_id)
         if not stored:  # waits in the inbox: its events go from the journal once it is in
-            if rest:
+            if any(rest for _raw, _decided, rest in group):
                 self._inbox.store(self._behind_latest)
             return
-        if not rest:
-            return
         with self._ready:
-            if len(self._queue) + len(rest) > self._bound:
-                self._behind_to = max(self._behind_to, seq)  # applied from the journal
-            else:
-                for i, event in enumerate(rest):
-                    self._queue.append((event, seq if i == len(rest) - 1 else None))
+            for seq, (_raw, _decided, rest) in zip(seqs, group, strict=True):
+                if not rest:
+                    continue
+                if len(self._queue) + len(rest) > self._bound:
+                    self._behind_to = max(self._behind_to, seq)  # applied from the journal
+                else:
+                    for i, event in enumerate(rest):
+                        self._queue.append((event, seq if i == len(rest) - 1 else None))
             self._ready.notify()
 
     def _behind_latest(self) -> None:
@@ -142,6 +177,11 @@ class EventPath:
                 log.exception("transfer request %s: logging its answer failed", item[0].call_id)
 
     def _events(self) -> None:
+        if self._start_backlog:
+            try:
+                self._catch_up(self._start_backlog)
+            except Exception:  # the journal keeps them: the next start tries again
+                log.exception("applying the previous run's stored messages failed")
         while not self._stopping.is_set():
             with self._ready:
                 while not self._queue and not self._behind_to and not self._stopping.is_set():

@@ -15,6 +15,7 @@ from typing import Any
 
 from pz_excel.agent import notify, sms
 from pz_excel.agent.api import ApiError
+from pz_excel.agent.teamlink import LastCallCache, TeamError
 from pz_excel.books import BookLocked, BookUnpatchable
 from pz_excel.books.contacts_append import ContactAppend
 from pz_excel.connector.client import ConnectorError
@@ -55,6 +56,12 @@ def empty_contacts_warning(contacts: int, fallback: str) -> Text | None:
     )
 
 
+NO_TEAM = Text(
+    "no team server: start the agent with --team URL --team-token TOKEN",
+    "командный сервер не задан: запустите агента с --team URL --team-token ТОКЕН",
+)
+
+
 def _row_json(row: CallRow) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.values().items():
@@ -76,6 +83,8 @@ class ApiHandlers:
     inbox: Any
     _book_io: Any  # the book's one writer at a time (the Calls writer takes it too)
     _sms: sms.SmsTracker | None = None
+    reporter: Any = None  # teamreport.TeamReporter when a team server is configured
+    _team_calls: LastCallCache | None = None
 
     # ------------------------------------------------------------------ local API
 
@@ -93,6 +102,7 @@ class ApiHandlers:
             ("POST", "/sms"): self.api_sms,
             ("GET", "/sms"): self.api_sms_status,
             ("POST", "/stop"): self.api_stop,
+            ("GET", "/team/last-call"): self.api_team_last_call,
         }
 
     def status(self) -> dict[str, Any]:
@@ -119,6 +129,21 @@ class ApiHandlers:
             "journal_error": str(self.inbox.status()) if self.inbox.status() else None,
             "book": self.book.kind,
             "book_error": str(self.book_error) if self.book_error else None,
+            "team": self.team_status(),
+        }
+
+    def team_status(self) -> dict[str, Any] | None:
+        """The team server this agent defers to and reports to, or None."""
+        team = self.config.team
+        if team is None:
+            return None
+        reporter = self.reporter
+        problem = reporter.problem if reporter is not None else None
+        return {
+            "url": team.url,
+            "reported_seq": reporter.reported_seq if reporter is not None else 0,
+            "problem_en": problem.en if problem else None,
+            "problem_ru": problem.ru if problem else None,
         }
 
     def warnings(self) -> list[str]:
@@ -285,6 +310,24 @@ class ApiHandlers:
             if error is not None:
                 raise ApiError(400, error)
         return {"contacts": len(self.index), "warnings": [str(w) for w in self.index.warnings]}
+
+    def api_team_last_call(self, params: dict, body: dict) -> dict:
+        """PZ_TEAM_LAST: the team's last call with this client (any manager's), asked of
+        the team server (answers kept a few seconds: Excel asks per cell)."""
+        team = self.config.team
+        if team is None:
+            raise ApiError(409, NO_TEAM)
+        key = self._normalize(params.get("number", ""))
+        if key is None:
+            raise ApiError(400, Text("not a phone number", "это не номер телефона"))
+        with self._once_lock:  # made once, by whichever request comes first
+            if self._team_calls is None:
+                self._team_calls = LastCallCache(team)
+            cache = self._team_calls
+        try:
+            return {"call": cache.get(key)}
+        except TeamError as exc:
+            raise ApiError(503 if exc.status is None else 502, exc.text) from exc
 
     def api_stop(self, params: dict, body: dict) -> dict:
         # Answer first, stop right after: the caller gets its reply.

@@ -15,21 +15,22 @@ log, ``pz-excel status`` and the ribbon's Status say "N events waiting to be sav
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from pz_excel.agent.sqldb import storage_errors
 from pz_excel.i18n import Text
 
 log = logging.getLogger("pz_excel.agent.inbox")
 
 #: Stores that may wait in memory while the journal cannot be written.
 LIMIT = 100_000
-#: What a failing store raises: SQLite's "database or disk is full", "disk I/O error",
-#: "attempt to write a readonly database", and the OS's own errors.
-STORAGE_ERRORS = (sqlite3.Error, OSError)
+# What a failing store raises (SQLite's "database or disk is full", "disk I/O error",
+# "attempt to write a readonly database", the OS's own, PostgreSQL's once loaded) is
+# ``sqldb.storage_errors()``, which each ``except`` below evaluates when an exception
+# reaches it.
 
 Store = Callable[[], Any]
 
@@ -58,7 +59,7 @@ class Inbox:
             if not self._waiting:
                 try:
                     return True, fn()
-                except STORAGE_ERRORS as exc:
+                except storage_errors() as exc:
                     self._failing(exc)
             if len(self._waiting) >= self.limit:
                 self.lost += 1
@@ -82,7 +83,7 @@ class Inbox:
                     break
                 try:
                     result = self._waiting[0]()
-                except STORAGE_ERRORS as exc:
+                except storage_errors() as exc:
                     self.error = _reason(exc)
                     return done
                 self._waiting.popleft()

@@ -1,4 +1,5 @@
-"""The agent's journal: an SQLite file (WAL) that stores every event before it is acted on.
+"""The agent's journal: an SQLite file (WAL), or a PostgreSQL database (the team server's,
+given as a ``postgresql://`` DSN), that stores every event before it is acted on.
 
 Two parts:
 
@@ -25,6 +26,13 @@ have waited for a checkpoint too.
 
 Thread-safe: one connection guarded by a lock (SQLite serialises writers anyway); other
 processes may read the file at the same time (WAL).
+
+On PostgreSQL (``Journal("postgresql://...")``) the same tables, methods and results;
+durability is the server's (``synchronous`` is ignored). Several processes may write one
+database at once (the team leader, a standby's API): ``apply_event`` takes a per-call
+lock before it reads the row, so two writers of one call never lose an update or make two
+rows; a transaction PostgreSQL aborts as a deadlock is run again. Where the SQL of the two
+engines differs: ``journal_sql.DIALECTS``, in one place.
 """
 
 from __future__ import annotations
@@ -33,19 +41,19 @@ import dataclasses
 import json
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pz_excel.agent import journal_schema, summaries
+from pz_excel.agent import journal_schema, journal_sql, sqldb, summaries
 from pz_excel.agent.checkpointer import (
     COMMIT_CHECKPOINT_PAGES,
     WAL_SIZE_LIMIT,
     Checkpointer,
 )
+from pz_excel.agent.journal_sql import CALL_COLS, DIALECTS, call_row, dt, iso, sql_int
 from pz_excel.crm import phones
 from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import Text, UserError
@@ -57,50 +65,16 @@ Normalizer = Callable[[str], str | None]
 Mapper = Callable[[CallRow | None, Event], CallRow | None]
 
 
-_CALL_COLS = (
-    "call_id, direction, status, client_phone, contact, owner, extension, started, ended, "
-    "duration, recording, line, late"
-)
-
-
 class JournalClosed(RuntimeError):
     """The journal was used after ``close()``."""
 
 
-def _sql_int(value: object) -> int | None:
-    """An integer SQLite can hold, else None (the value stays in the JSON payload): a
-    30-digit event type must not roll back the transaction that stores the event."""
-    if isinstance(value, int) and -(2**63) <= value < 2**63:
-        return value
-    return None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat(sep=" ") if value is not None else None
-
-
-def _dt(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def _row(rec: sqlite3.Row | tuple) -> CallRow:
-    (call_id, direction, status, phone, contact, owner, ext, started, ended,
-     duration, recording, line, late) = tuple(rec)[:13]
-    return CallRow(
-        call_id=call_id,
-        direction=direction,
-        status=status,
-        client_phone=phone,
-        contact=contact,
-        owner=owner,
-        extension=ext,
-        start=_dt(started),
-        end=_dt(ended),
-        duration=duration,
-        recording=recording,
-        line=line,
-        late=bool(late),
-    )
+def _new_seq(db: sqldb.Db, sql: str, args: Sequence[Any]) -> int:
+    """Run an INSERT; the new row's seq. PostgreSQL: ``RETURNING``; SQLite: the cursor's
+    ``lastrowid`` (RETURNING needs SQLite 3.35, newer than some Linux Pythons carry)."""
+    if db.dialect == sqldb.POSTGRESQL:
+        return int(db.execute(sql + " RETURNING seq", args).fetchall()[0][0])
+    return int(db.execute(sql, args).lastrowid or 0)
 
 
 class Journal:
@@ -113,43 +87,76 @@ class Journal:
         normalize: Normalizer | None = None,
         synchronous: str = "NORMAL",
     ) -> None:
-        self.path = Path(path).expanduser()
+        dsn = sqldb.is_dsn(path)
+        #: The SQLite file (None for a PostgreSQL journal).
+        self.path: Path | None = None if dsn else Path(path).expanduser()
+        #: What the journal is, fit for a message: the file, or the DSN without a password.
+        self.target = sqldb.redact(path) if dsn else str(self.path)
         self._normalize = normalize or phones.normalize
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
-        self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._checkpointer: Checkpointer | None = None
         try:
-            con = sqlite3.connect(
-                str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
+            db = sqldb.connect(str(path) if dsn else self.path)  # type: ignore[arg-type]
+        except (sqlite3.Error, OSError) as exc:
             raise self._open_error(exc) from exc
         try:
-            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            wal = str(mode).lower() == "wal"
-            if not wal:  # e.g. some network shares
-                log.warning("journal %s: WAL not available, using %s", self.path, mode)
-            con.execute(f"PRAGMA synchronous={synchronous.upper()}")
-            con.execute("PRAGMA busy_timeout=10000")
-            if wal:
-                con.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
-                # After a checkpoint the WAL file is cut back to this: on a small disk the
-                # journal's footprint stays bounded, not at its busiest second's high mark.
-                con.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-            journal_schema.migrate(con)
-        except sqlite3.DatabaseError as exc:
-            con.close()
-            raise self._open_error(exc) from exc
-        self._con: sqlite3.Connection | None = con
-        self._checkpointer = Checkpointer(self.path) if wal else None
+            wal = self._settle(db, synchronous.upper())
+        except UserError:
+            db.close()
+            raise
+        except Exception as exc:
+            db.close()
+            if isinstance(exc, sqlite3.DatabaseError) or hasattr(exc, "sqlstate"):
+                raise self._open_error(exc) from exc
+            raise
+        self._conn: sqldb.Db | None = db
+        self._sql = DIALECTS[db.dialect]
+        if wal and self.path is not None:
+            self._checkpointer = Checkpointer(self.path)
+
+    def _settle(self, db: sqldb.Db, synchronous: str) -> bool:
+        """Settings and schema; whether the file is in WAL mode. Processes opening a NEW
+        SQLite file at the same instant (a leader and a standby) may get "database is
+        locked" at once — SQLite does not wait where waiting could deadlock (the switch to
+        WAL, a read lock upgraded) — so that is tried again for a while, not reported."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            try:
+                wal = self._tune(db, synchronous) if self.path is not None else False
+                journal_schema.migrate(db)
+                return wal
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _tune(self, db: sqldb.Db, synchronous: str) -> bool:
+        """SQLite's settings for a journal file; whether it is in WAL mode."""
+        mode = db.one("PRAGMA journal_mode=WAL")
+        wal = str(mode).lower() == "wal"
+        if not wal:  # e.g. some network shares
+            log.warning("journal %s: WAL not available, using %s", self.path, mode)
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA busy_timeout=10000")
+        if wal:
+            db.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
+            # After a checkpoint the WAL file is cut back to this: on a small disk the
+            # journal's footprint stays bounded, not at its busiest second's high mark.
+            db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        return wal
 
     def _open_error(self, exc: Exception) -> UserError:
+        reason = str(exc).strip()
+        if self.path is None:
+            return UserError(Text(f"cannot open the journal {self.target}: {reason}",
+                                  f"не удаётся открыть журнал {self.target}: {reason}"))
         return UserError(
             Text(
-                f"cannot open the journal {self.path}: {exc}. If the file is damaged, move it "
-                "away and start again (a new journal is created; pending rows in it are lost)",
-                f"не удаётся открыть журнал {self.path}: {exc}. Если файл повреждён, "
+                f"cannot open the journal {self.path}: {reason}. If the file is damaged, move "
+                "it away and start again (a new journal is created; pending rows in it are "
+                "lost)",
+                f"не удаётся открыть журнал {self.path}: {reason}. Если файл повреждён, "
                 "переместите его и запустите снова (будет создан новый журнал; "
                 "незаписанные строки из старого не попадут в книгу)",
             )
@@ -166,38 +173,48 @@ class Journal:
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
-        with self._lock:
-            if self._con is None:
+        db = self._conn
+        if db is None:
+            return
+        with db.lock:
+            if self._conn is None:
                 return
-            try:
-                self._con.execute("PRAGMA optimize")
-            except sqlite3.Error:
-                pass
-            self._con.close()
-            self._con = None
+            for statement in self._sql.on_close:
+                try:
+                    db.execute(statement)
+                except Exception:  # noqa: BLE001 - only an optimisation
+                    pass
+            db.close()
+            self._conn = None
 
     @property
     def closed(self) -> bool:
-        return self._con is None
+        return self._conn is None
 
-    def _db(self) -> sqlite3.Connection:
-        if self._con is None:
-            raise JournalClosed(f"journal {self.path} is closed")
-        return self._con
+    @property
+    def db(self) -> sqldb.Db:
+        """The database (``sqldb.Db``): the team server keeps its own tables beside ours."""
+        if self._conn is None:
+            raise JournalClosed(f"journal {self.target} is closed")
+        return self._conn
 
-    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run ``fn`` in one IMMEDIATE transaction, committed (or rolled back) here."""
-        with self._lock:
-            con = self._db()
-            con.execute("BEGIN IMMEDIATE")
+    def _write(self, fn: Callable[[sqldb.Db], Any]) -> Any:
+        """Run ``fn`` in one transaction (SQLite: IMMEDIATE), committed or rolled back
+        here; on PostgreSQL run again when aborted as a deadlock (``journal_sql``)."""
+        for attempt in range(1, journal_sql.RETRIES + 1):
             try:
-                result = fn(con)
-                con.execute("COMMIT")  # may fail too (disk full): rolled back below
-            except BaseException:
-                if con.in_transaction:
-                    con.execute("ROLLBACK")
-                raise
-            return result
+                with self.db.transaction() as db:
+                    return fn(db)
+            except Exception as exc:
+                if attempt == journal_sql.RETRIES or not journal_sql.retryable(exc):
+                    raise
+                log.info("journal transaction aborted (%s): running it again", exc)
+        raise AssertionError("unreachable")
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        db = self.db
+        with db.lock:
+            return db.execute(sql, args).fetchall()
 
     def _key(self, phone: str) -> str | None:
         if not phone:
@@ -211,17 +228,17 @@ class Journal:
     # ------------------------------------------------------------------ the log
 
     @staticmethod
-    def _insert_event(con: sqlite3.Connection, event: Event, raw_frame: str | None) -> int:
+    def _insert_event(db: sqldb.Db, event: Event, raw_frame: str | None) -> int:
         attrs = dict(event.attrs)
         attrs.setdefault("type", str(event.type))
         attrs.setdefault("callID", event.call_id)
-        cur = con.execute(
+        return _new_seq(
+            db,
             "INSERT INTO log(at, kind, call_id, event_type, payload, raw) "
             "VALUES (?, 'event', ?, ?, ?, ?)",
-            (time.time(), event.call_id, _sql_int(event.type),
+            (time.time(), event.call_id, sql_int(event.type),
              json.dumps(attrs, ensure_ascii=False), raw_frame),
         )
-        return int(cur.lastrowid or 0)
 
     def record_event(
         self,
@@ -239,7 +256,7 @@ class Journal:
         """
         text = json.dumps(then[1], ensure_ascii=False, default=str) if then else ""
 
-        def insert(con: sqlite3.Connection) -> int:
+        def insert(con: sqldb.Db) -> int:
             seq = self._insert_event(con, event, raw_frame)
             if then is not None:
                 con.execute(
@@ -257,18 +274,32 @@ class Journal:
         """Store a connector message as received, with its transfer requests and what we
         decided about each (``(event, (kind, payload))``), in ONE commit: a caller waits
         for one commit, not two. ``applied``: nothing else in it to apply. Returns its seq."""
+        return self.record_frames([(raw, decided, applied)])[0]
 
-        def work(con: sqlite3.Connection) -> int:
-            seq = int(con.execute("INSERT INTO frames(at, raw, applied) VALUES (?, ?, ?)",
-                                  (time.time(), raw, int(applied))).lastrowid or 0)
-            for event, (kind, payload) in decided:
-                self._insert_event(con, event, None)
-                con.execute("INSERT INTO log(at, kind, call_id, payload) VALUES (?, ?, ?, ?)",
-                            (time.time(), kind, event.call_id,
-                             json.dumps(payload, ensure_ascii=False, default=str)))
-            return seq
+    def record_frames(self, frames: Sequence[tuple[str, Sequence[tuple[Event, tuple[str, dict]]],
+                                                   bool]]) -> list[int]:
+        """``record_frame`` for several messages in arrival order, in ONE commit (a burst —
+        a connector's replay of thousands of calls — costs one commit, not thousands, so a
+        transfer request behind it is stored and answered at once). Returns their seqs."""
 
-        return self._write(work)
+        def work(con: sqldb.Db) -> list[int]:
+            seqs = []
+            for raw, decided, applied in frames:
+                seqs.append(_new_seq(con, "INSERT INTO frames(at, raw, applied) VALUES (?, ?, ?)",
+                                     (time.time(), raw, int(applied))))
+                for event, (kind, payload) in decided:
+                    self._insert_event(con, event, None)
+                    con.execute("INSERT INTO log(at, kind, call_id, payload) VALUES (?, ?, ?, ?)",
+                                (time.time(), kind, event.call_id,
+                                 json.dumps(payload, ensure_ascii=False, default=str)))
+            return seqs
+
+        return self._write(work) if frames else []
+
+    def last_frame(self) -> int:
+        """The newest stored message's seq (0: none)."""
+        found = self._read("SELECT max(seq) FROM frames")
+        return int(found[0][0] or 0) if found else 0
 
     def frame_applied(self, seq: int) -> None:
         """A stored message none of whose events needs applying (only transfer requests,
@@ -285,21 +316,15 @@ class Journal:
             sql += " AND seq <= ?"
             args.append(up_to)
         sql += " ORDER BY seq LIMIT ?"
-        with self._lock:
-            return list(self._db().execute(sql, [*args, limit]))
+        return [tuple(r) for r in self._read(sql, [*args, limit])]
 
     def record(self, kind: str, payload: dict | str, call_id: str = "") -> int:
         """Append what we did: a request, a response, a decision, a state change."""
         text = json.dumps(payload, ensure_ascii=False, default=str)
 
-        def insert(con: sqlite3.Connection) -> int:
-            cur = con.execute(
-                "INSERT INTO log(at, kind, call_id, payload) VALUES (?, ?, ?, ?)",
-                (time.time(), kind, call_id or "", text),
-            )
-            return int(cur.lastrowid or 0)
-
-        return self._write(insert)
+        return self._write(lambda db: _new_seq(
+            db, "INSERT INTO log(at, kind, call_id, payload) VALUES (?, ?, ?, ?)",
+            (time.time(), kind, call_id or "", text)))
 
     def entries(
         self,
@@ -324,8 +349,7 @@ class Journal:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        with self._lock:
-            rows = self._db().execute(sql, args).fetchall()
+        rows = self._read(sql, args)
         out = []
         for seq, at, kind_, cid, etype, payload, raw in rows:
             out.append(
@@ -354,7 +378,7 @@ class Journal:
         events are not applied yet, nor PZ_CALL's once-keys. Returns how many rows went."""
         cutoff = before.timestamp()
 
-        def work(con: sqlite3.Connection) -> int:
+        def work(con: sqldb.Db) -> int:
             gone = con.execute("DELETE FROM log WHERE at < ?", (cutoff,)).rowcount
             gone += con.execute("DELETE FROM frames WHERE at < ? AND applied = 1",
                                 (cutoff,)).rowcount
@@ -364,36 +388,19 @@ class Journal:
 
     # ------------------------------------------------------------------ call rows
 
-    def _upsert(self, con: sqlite3.Connection, row: CallRow) -> None:
-        con.execute(
-            """
-            INSERT INTO calls(call_id, direction, status, client_phone, client_key, contact,
-                owner, owner_key, extension, started, ended, duration, recording, line, late,
-                version, written_version, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0, ?)
-            ON CONFLICT(call_id) DO UPDATE SET
-                direction = excluded.direction, status = excluded.status,
-                client_phone = excluded.client_phone, client_key = excluded.client_key,
-                contact = excluded.contact, owner = excluded.owner,
-                owner_key = excluded.owner_key, extension = excluded.extension,
-                started = excluded.started, ended = excluded.ended,
-                duration = excluded.duration, recording = excluded.recording,
-                line = excluded.line, late = excluded.late,
-                version = calls.version + 1, updated_at = excluded.updated_at
-            """,
-            (
-                row.call_id, row.direction, row.status, row.client_phone,
-                self._key(row.client_phone), row.contact, row.owner,
-                row.owner.strip().casefold(), row.extension, _iso(row.start), _iso(row.end),
-                _sql_int(row.duration), row.recording, row.line, int(bool(row.late)), time.time(),
-            ),
-        )
+    def _upsert(self, db: sqldb.Db, row: CallRow) -> None:
+        db.execute(journal_sql.UPSERT_CALL, (
+            row.call_id, row.direction, row.status, row.client_phone,
+            self._key(row.client_phone), row.contact, row.owner,
+            row.owner.strip().casefold(), row.extension, iso(row.start), iso(row.end),
+            sql_int(row.duration), row.recording, row.line, int(bool(row.late)), time.time(),
+        ))
 
     @staticmethod
-    def _get(con: sqlite3.Connection, call_id: str) -> CallRow | None:
-        rec = con.execute(f"SELECT {_CALL_COLS} FROM calls WHERE call_id = ?", (call_id,))
-        found = rec.fetchone()
-        return _row(found) if found else None
+    def _get(db: sqldb.Db, call_id: str) -> CallRow | None:
+        found = db.execute(f"SELECT {CALL_COLS} FROM calls WHERE call_id = ?",
+                           (call_id,)).fetchone()
+        return call_row(found) if found else None
 
     def upsert_call(self, row: CallRow) -> None:
         """Store the merged state of a call and mark it dirty (``version`` + 1)."""
@@ -402,8 +409,9 @@ class Journal:
         self._write(lambda con: self._upsert(con, row))
 
     def get_call(self, call_id: str) -> CallRow | None:
-        with self._lock:
-            return self._get(self._db(), call_id)
+        db = self.db
+        with db.lock:
+            return self._get(db, call_id)
 
     def apply_event(
         self,
@@ -424,7 +432,10 @@ class Journal:
         """
         failure: list[BaseException] = []
 
-        def work(con: sqlite3.Connection) -> CallRow | None:
+        def work(con: sqldb.Db) -> CallRow | None:
+            failure.clear()  # a deadlocked attempt's failure is not this one's
+            if self._sql.lock_call and event.call_id:  # before the row is read: see above
+                con.execute(self._sql.lock_call, (event.call_id,))
             if frame is not None:  # the last event of a stored message: it is done
                 con.execute("UPDATE frames SET applied = 1 WHERE seq = ?", (frame,))
             seq = self._insert_event(con, event, raw_frame)
@@ -461,7 +472,7 @@ class Journal:
         return result
 
     @staticmethod
-    def _new_alias(con: sqlite3.Connection, call_id: str, seq: int) -> str:
+    def _new_alias(con: sqldb.Db, call_id: str, seq: int) -> str:
         """A new call under a reused ID gets a row of its own: 'ID #2', 'ID #3'…; the old
         row stays as it was, and the reuse is flagged in the log and the journal."""
         n = 2
@@ -469,7 +480,8 @@ class Journal:
                           (f"{call_id} #{n}",)).fetchone():
             n += 1
         key = f"{call_id} #{n}"
-        con.execute("INSERT OR REPLACE INTO call_alias(call_id, current) VALUES (?, ?)",
+        con.execute("INSERT INTO call_alias(call_id, current) VALUES (?, ?) "
+                    "ON CONFLICT(call_id) DO UPDATE SET current = excluded.current",
                     (call_id, key))
         con.execute("INSERT INTO log(at, kind, call_id, payload) VALUES (?, 'reused', ?, ?)",
                     (time.time(), call_id, json.dumps({"seq": seq, "row": key})))
@@ -481,7 +493,7 @@ class Journal:
     def reindex_phones(self) -> int:
         """Recompute every stored phone key (after the normaliser's rules changed)."""
 
-        def work(con: sqlite3.Connection) -> int:
+        def work(con: sqldb.Db) -> int:
             recs = con.execute("SELECT call_id, client_phone, client_key FROM calls").fetchall()
             changed = [(key, cid) for cid, phone, old in recs if (key := self._key(phone)) != old]
             con.executemany("UPDATE calls SET client_key = ? WHERE call_id = ?", changed)
@@ -491,30 +503,21 @@ class Journal:
 
     def dirty_calls(self, limit: int | None = None) -> list[tuple[CallRow, int]]:
         """Rows the workbook does not have yet (first changed first), with their version."""
-        sql = (
-            # The partial index holds only dirty rows: no scan of a big, clean table.
-            f"SELECT {_CALL_COLS}, version FROM calls INDEXED BY calls_dirty "
-            "WHERE version > written_version ORDER BY rowid"
-        )
+        sql = self._sql.dirty.format(cols=CALL_COLS)
         args: list[int] = []
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        with self._lock:
-            recs = self._db().execute(sql, args).fetchall()
-        return [(_row(rec), int(rec[13])) for rec in recs]
+        return [(call_row(rec), int(rec[13])) for rec in self._read(sql, args)]
 
     def mark_written(self, versions: Iterable[tuple[str, int]]) -> None:
         """Record that these versions reached the workbook. A row changed since stays dirty."""
-        pairs = [(int(v), str(cid)) for cid, v in versions]
-        if not pairs:
+        rows = [(int(v), str(cid), int(v)) for cid, v in versions]
+        if not rows:
             return
-        self._write(
-            lambda con: con.executemany(
-                "UPDATE calls SET written_version = max(written_version, ?) WHERE call_id = ?",
-                pairs,
-            )
-        )
+        self._write(lambda db: db.executemany(
+            "UPDATE calls SET written_version = ? WHERE call_id = ? AND written_version < ?",
+            rows))
 
     def mark_all_unwritten(self) -> int:
         """Every call is dirty again (the Calls sheet was recreated): all go out anew."""
@@ -535,7 +538,7 @@ class Journal:
             args.append(number_key)
         if since is not None:
             where.append("started >= ?")
-            args.append(_iso(since))
+            args.append(iso(since))
         if status is not None:
             where.append("status = ?")
             args.append(status)
@@ -549,9 +552,8 @@ class Journal:
     ) -> list[CallRow]:
         """Newest first (by start)."""
         where, args = self._filters(number_key, since)
-        sql = f"SELECT {_CALL_COLS} FROM calls{where} ORDER BY started DESC, rowid DESC LIMIT ?"
-        with self._lock:
-            return [_row(r) for r in self._db().execute(sql, [*args, int(limit)])]
+        sql = f"SELECT {CALL_COLS} FROM calls{where} ORDER BY {self._sql.newest_first} LIMIT ?"
+        return [call_row(r) for r in self._read(sql, [*args, int(limit)])]
 
     def count_calls(
         self,
@@ -561,8 +563,7 @@ class Journal:
         owner: str | None = None,
     ) -> int:
         where, args = self._filters(number_key, since, status, owner)
-        with self._lock:
-            return int(self._db().execute(f"SELECT count(*) FROM calls{where}", args).fetchone()[0])
+        return int(self._read(f"SELECT count(*) FROM calls{where}", args)[0][0])
 
     def missed_not_called_back(self, owner: str | None = None,
                                limit: int | None = None) -> list[CallRow]:
@@ -572,61 +573,67 @@ class Journal:
         so ``+7 343 011-22-33`` called back as ``83430112233`` counts. Read through the
         running sums (``summaries.client_waiting``): only waiting clients' calls are read.
         """
-        cols = ", ".join("m." + c.strip() for c in _CALL_COLS.split(","))
+        cols = ", ".join("m." + c.strip() for c in CALL_COLS.split(","))
         key = owner.strip().casefold() if owner is not None else None
-        with self._lock:
-            return [_row(r) for r in summaries.missed_calls(self._db(), cols, key, limit)]
+        db = self.db
+        with db.lock:
+            return [call_row(r) for r in summaries.missed_calls(db, cols, key, limit)]
 
     def count_missed_not_called_back(self, owner: str | None = None) -> int:
         key = owner.strip().casefold() if owner is not None else None
-        with self._lock:
-            return int(summaries.missed_calls(self._db(), "count(*)", key)[0][0])
+        db = self.db
+        with db.lock:
+            return int(summaries.missed_calls(db, "count(*)", key)[0][0])
 
     def waiting_clients(self, limit: int) -> tuple[int, list[tuple[str, str, str, datetime, int]]]:
         """Clients whose missed calls nobody returned (``missed_not_called_back``'s rule):
         how many, and the newest ``limit`` of them as (phone, contact, owner, last missed,
         times missed), from the running sums (``summaries``)."""
-        with self._lock:
-            total, rows = summaries.waiting(self._db(), limit)
-        return total, [(p, c, o, _dt(last), n) for p, c, o, last, n in rows]  # type: ignore[misc]
+        db = self.db
+        with db.lock:
+            total, rows = summaries.waiting(db, limit)
+        return total, [(p, c, o, dt(last), int(n)) for p, c, o, last, n in rows]  # type: ignore[misc]
 
     def call_tallies(self, since: datetime, until: datetime) -> list[tuple]:
         """(day 'YYYY-MM-DD', direction, status, owner, calls, talk seconds) for the days
         in [since, until), from the running sums (``summaries``): what the Dashboard adds
         up. Talk time counts answered calls' plausible durations (under ~4 months) only."""
-        with self._lock:
-            return summaries.tallies(self._db(), since, until)
+        db = self.db
+        with db.lock:
+            return [tuple(r) for r in summaries.tallies(db, since, until)]
 
     # ------------------------------------------------------------------ PZ_CALL once-keys
 
     def once_get(self, key: str) -> str | None:
-        with self._lock:
-            found = self._db().execute("SELECT value FROM once WHERE key = ?", (key,)).fetchone()
-        return found[0] if found else None
+        found = self._read("SELECT value FROM once WHERE key = ?", (key,))
+        return found[0][0] if found else None
 
     def once_put(self, key: str, value: str) -> None:
-        self._write(
-            lambda con: con.execute(
-                "INSERT OR REPLACE INTO once(key, value, at) VALUES (?, ?, ?)",
-                (key, value, time.time()),
-            )
-        )
+        self._write(lambda db: db.execute(
+            "INSERT INTO once(key, value, at) VALUES (?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value, at = excluded.at",
+            (key, value, time.time())))
 
     # ------------------------------------------------------------------ status
 
     def stats(self) -> dict[str, Any]:
-        with self._lock:
-            con = self._db()
-            events = con.execute("SELECT count(*) FROM log WHERE kind = 'event'").fetchone()[0]
-            calls = con.execute("SELECT count(*) FROM calls").fetchone()[0]
-            dirty = con.execute(
-                "SELECT count(*) FROM calls WHERE version > written_version"
-            ).fetchone()[0]
-        size = 0
-        for suffix in ("", "-wal", "-shm"):
+        """Events, calls, dirty rows, where it is, and its size in bytes (SQLite: the
+        file with its WAL; PostgreSQL: the database's, 0 when not allowed to know)."""
+        db = self.db
+        with db.lock:
+            events = int(db.one("SELECT count(*) FROM log WHERE kind = 'event'"))
+            calls = int(db.one("SELECT count(*) FROM calls"))
+            dirty = int(db.one("SELECT count(*) FROM calls WHERE version > written_version"))
+            size = 0
+            if self._sql.size is not None:
+                try:
+                    size = int(db.one(self._sql.size) or 0)
+                except Exception:  # noqa: BLE001 - a figure for a status line only
+                    size = 0
+        for suffix in ("", "-wal", "-shm") if self.path is not None else ():
             try:
                 size += Path(f"{self.path}{suffix}").stat().st_size
             except OSError:
                 pass
-        return {"events": events, "calls": calls, "dirty": dirty, "path": str(self.path),
+        return {"events": events, "calls": calls, "dirty": dirty, "path": self.target,
                 "size": size}

@@ -1,24 +1,33 @@
-"""The journal's tables, and the migrations between their versions.
+"""The journal's tables, and the migrations between their versions, on both engines.
 
-A journal file outlives program versions: ``migrate`` brings an older one up to date in one
-transaction (all of the schema or none of it), and refuses a newer one.
+A journal outlives program versions: ``sqldb.migrate`` brings an older one up to date, one
+version per transaction (all of a step or none of it), and refuses a newer one. The
+version is kept in ``schema_versions`` (component "journal"), the same way on SQLite and
+PostgreSQL. An SQLite file from before that table kept its version in ``PRAGMA
+user_version`` (1..4): it is where ``migrate`` starts from. SQLite files go on getting
+``user_version`` too, so an older pz-excel (which reads only that) still refuses a file
+newer than itself instead of writing into tables it does not know.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Callable
 
-from pz_excel.agent import summaries
+from pz_excel.agent import sqldb, summaries
+from pz_excel.agent.journal_sql import DIALECTS
 
 SCHEMA_VERSION = 4  # 2: call_alias; 3: frames; 4: running sums (summaries.py)
+COMPONENT = "journal"
 
+#: ``{seq}``, ``{int}``, ``{real}``, ``{date}``, ``{rowid}``: the engine's column types and
+#: PostgreSQL's explicit rowid (journal_sql.DIALECTS).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    at         REAL    NOT NULL,            -- Unix time we stored it
+    seq        {seq},
+    at         {real} NOT NULL,            -- Unix time we stored it
     kind       TEXT    NOT NULL,            -- event | request | response | decision | state ...
     call_id    TEXT    NOT NULL DEFAULT '',
-    event_type INTEGER,
+    event_type {int},
     payload    TEXT    NOT NULL,            -- JSON (an event: all its attributes as received)
     raw        TEXT                         -- the frame as on the wire, when known
 );
@@ -35,15 +44,15 @@ CREATE TABLE IF NOT EXISTS calls (
     owner           TEXT NOT NULL DEFAULT '',
     owner_key       TEXT NOT NULL DEFAULT '', -- casefolded (SQLite lower() is ASCII only)
     extension       TEXT NOT NULL DEFAULT '',
-    started         TEXT,                   -- local naive ISO, sorts as text
-    ended           TEXT,
-    duration        INTEGER,
+    started         {date},                   -- local naive ISO, sorts as text
+    ended           {date},
+    duration        {int},
     recording       TEXT NOT NULL DEFAULT '',
     line            TEXT NOT NULL DEFAULT '',
-    late            INTEGER NOT NULL DEFAULT 0,
-    version         INTEGER NOT NULL DEFAULT 1,
-    written_version INTEGER NOT NULL DEFAULT 0,
-    updated_at      REAL NOT NULL
+    late            {int} NOT NULL DEFAULT 0,
+    version         {int} NOT NULL DEFAULT 1,
+    written_version {int} NOT NULL DEFAULT 0,
+    updated_at      {real} NOT NULL{rowid}
 );
 CREATE INDEX IF NOT EXISTS calls_key ON calls(client_key, started);
 CREATE INDEX IF NOT EXISTS calls_started ON calls(started);
@@ -53,10 +62,10 @@ CREATE INDEX IF NOT EXISTS calls_dirty ON calls(call_id) WHERE version > written
 -- before its events go anywhere: a crash loses none of them. ``applied`` once all its
 -- events are in the log and the calls table (the same transaction as the last of them).
 CREATE TABLE IF NOT EXISTS frames (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
-    at      REAL    NOT NULL,
+    seq     {seq},
+    at      {real} NOT NULL,
     raw     TEXT    NOT NULL,
-    applied INTEGER NOT NULL DEFAULT 0
+    applied {int} NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS frames_open ON frames(seq) WHERE applied = 0;
 
@@ -69,31 +78,41 @@ CREATE TABLE IF NOT EXISTS call_alias (
 CREATE TABLE IF NOT EXISTS once (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL,
-    at    REAL NOT NULL
+    at    {real} NOT NULL
 );
 """
 
 
-def migrate(con: sqlite3.Connection) -> None:
-    version = con.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise sqlite3.DatabaseError(
-            f"journal schema {version} is newer than this program ({SCHEMA_VERSION})"
-        )
-    if version < SCHEMA_VERSION:
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            # One by one (executescript would commit): all of the schema or none of it.
-            for statement in (SCHEMA + ";" + summaries.SCHEMA).split(";"):
-                if statement.strip():
-                    con.execute(statement)
-            for statement in summaries.TRIGGERS:
-                con.execute(statement)
-            if version < 4:  # a journal from before the running sums: add them up once
-                for statement in summaries.BACKFILL:
-                    con.execute(statement)
-            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+def _run(db: sqldb.Db, script: str) -> None:
+    # One by one (SQLite's executescript would commit): all of a step or none of it.
+    for statement in script.format(**DIALECTS[db.dialect].types).split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _step(version: int) -> Callable[[sqldb.Db], None]:
+    """Versions 1..3 only added tables, so any of them is brought to 3 by the base script
+    (IF NOT EXISTS throughout); 4 adds the running sums and adds up what is there."""
+
+    def step(db: sqldb.Db) -> None:
+        _run(db, SCHEMA)
+        if version == 4:
+            _run(db, summaries.SCHEMA)
+            for statement in summaries.triggers(db.dialect) + summaries.backfill(db.dialect):
+                db.execute(statement)
+        if db.dialect == sqldb.SQLITE:  # for older readers (module docstring)
+            db.execute(f"PRAGMA user_version={version}")
+
+    return step
+
+
+STEPS = [_step(v) for v in range(1, SCHEMA_VERSION + 1)]
+
+
+def migrate(db: sqldb.Db) -> int:
+    """Bring the journal's tables in ``db`` up to ``SCHEMA_VERSION``; returns the version
+    found. A newer journal is a user error, nothing touched."""
+    start = 0
+    if db.dialect == sqldb.SQLITE:
+        start = int(db.one("PRAGMA user_version") or 0)
+    return sqldb.migrate(db, COMPONENT, STEPS, start=start)

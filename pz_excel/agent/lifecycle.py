@@ -24,8 +24,11 @@ from pz_excel.agent.api import LocalApi, running_agents
 from pz_excel.agent.calllog import CallMapper, is_new_call
 from pz_excel.agent.eventpath import EventPath
 from pz_excel.agent.handlers import ApiHandlers, empty_contacts_warning
-from pz_excel.agent.inbox import STORAGE_ERRORS, Inbox
+from pz_excel.agent.inbox import Inbox
 from pz_excel.agent.journal import Journal
+from pz_excel.agent.sqldb import storage_errors
+from pz_excel.agent.teamlink import TeamLink
+from pz_excel.agent.teamreport import TeamReporter
 from pz_excel.agent.writer import flush_dirty
 from pz_excel.books import BookLocked, BookUnpatchable, CallsBook
 from pz_excel.books.filebook import FileBook
@@ -41,6 +44,9 @@ from pz_excel.protocol import codec as protocol
 
 log = logging.getLogger("pz_excel.agent.lifecycle")
 
+TEAM_ROUTES = Text("left to the team server, which routes transfers",
+                   "оставлен командному серверу: переводы распределяет он")
+
 
 
 @dataclass
@@ -54,17 +60,30 @@ class AgentConfig:
     fallback: str = ""
     area_code: str = ""  # digits: local numbers are this city's (crm/phones.py)
     tls: TlsOptions | None = None
-    journal: Path | None = None
+    #: An SQLite file or a ``postgresql://`` DSN (the team database).
+    journal: Path | str | None = None
     save_interval: float = 1.0
     lang: str | None = None
     header_login: bool = False
     dashboard_interval: float = 30.0  # a change shows on the Dashboard within a minute
     #: The journal's log and stored messages are kept this many days (call rows always).
     keep_days: int = 180
+    team: TeamLink | None = None  # a team server routes transfers; we report to it
+    #: The book the contacts are read from when it is not ``workbook`` (the team server:
+    #: its own book holds Calls and Dashboard, the shared CRM book is only read).
+    contacts: Path | None = None
+    #: Event types the connector sends for every extension (PROTOCOL.md §1); the team: 127.
+    broadcast_mask: int = 0
+    #: False for the team server: no local API (``running_agents``/``pz-excel status`` do
+    #: not list it as someone's agent) and no per-computer agent locks — its leadership
+    #: lock (team/leader.py) is what keeps it to one connection, across computers.
+    desktop: bool = True
     settings: protocol.ConnectSettings = field(init=False)
 
     def __post_init__(self) -> None:
         self.workbook = Path(self.workbook).expanduser().resolve()
+        if self.contacts is not None:
+            self.contacts = Path(self.contacts).expanduser().resolve()
         try:
             self.settings = protocol.ConnectSettings(
                 server=self.server,
@@ -72,6 +91,7 @@ class AgentConfig:
                 password=self.password,
                 client_type=self.client_type,
                 guid=self.guid,
+                broadcast_mask=self.broadcast_mask,
             )
             self.settings.url  # noqa: B018 - validates the address now, not at first connect
         except protocol.ProtocolError as exc:
@@ -115,6 +135,7 @@ class Agent(ApiHandlers):
         self.inbox = Inbox(on_stored=self._stored_late,
                            on_failing=lambda text: notify.notify("Простые Звонки", str(text)))
         self.events: EventPath | None = None
+        self.reporter: TeamReporter | None = None
 
     @property
     def key(self) -> str:
@@ -129,7 +150,8 @@ class Agent(ApiHandlers):
                 Text(f"workbook not found: {cfg.workbook}", f"книга не найдена: {cfg.workbook}")
             )
         try:
-            self._lock.acquire()
+            if cfg.desktop:
+                self._lock.acquire()
         except AlreadyRunning:
             other = next((a for a in running_agents() if a.key == self.key), None)
             who = f" (pid {other.pid}, API port {other.port})" if other else ""
@@ -142,7 +164,8 @@ class Agent(ApiHandlers):
                 )
             ) from None
         try:
-            self._take_connector_identity()
+            if cfg.desktop:
+                self._take_connector_identity()
             self._start_parts()
         except BaseException:
             self.stop()
@@ -186,7 +209,7 @@ class Agent(ApiHandlers):
         )
         # Contacts first: a bad workbook is a user error before we touch the network.
         self.watcher = ContactsWatcher(
-            cfg.workbook,
+            cfg.contacts or cfg.workbook,
             on_reload=self._on_contacts_reload,
             loader=functools.partial(load_index, area_code=cfg.area_code),
         )
@@ -205,20 +228,24 @@ class Agent(ApiHandlers):
                                 decide=self._decide_transfer, send=self._send_transfer,
                                 answered=self._transfer_answered)
         self.client.on_frame(self.events.on_frame)  # stored on the reading thread, first
+        self.client.on_idle(self.events.flush)  # messages read back to back: one commit
         self.client.on_state(self._on_client_state)
         self._writer = threading.Thread(target=self._writer_loop, name="pz-writer", daemon=True)
         self._writer.start()
-        self.api = LocalApi(self._routes())
-        self.api.start(
-            key=self.key,
-            phone=cfg.phone,
-            workbook=str(cfg.workbook),
-            server=cfg.settings.url,
-            journal=str(cfg.journal),
-            guid=cfg.settings.client_guid,
-        )
+        if cfg.desktop:  # the team server is nobody's desktop agent: not listed
+            self.api = LocalApi(self._routes())
+            self.api.start(
+                key=self.key,
+                phone=cfg.phone,
+                workbook=str(cfg.workbook),
+                server=cfg.settings.url,
+                journal=str(cfg.journal),
+                guid=cfg.settings.client_guid,
+            )
         self.journal.record("state", {"agent": "started", "workbook": str(cfg.workbook)})
         self.events.start()  # what a killed run stored but never applied goes in first
+        if cfg.team is not None:  # our events go to the team server too (teamreport.py)
+            self.reporter = TeamReporter(self.journal, cfg.team.copy(), cfg.phone).start()
         self.client.start()
 
     def stop(self) -> None:
@@ -230,6 +257,8 @@ class Agent(ApiHandlers):
             self.client.stop()
         if self.events is not None:
             self.events.stop()  # what is still queued is in the journal: next start
+        if self.reporter is not None:
+            self.reporter.stop()  # what is not reported yet waits in the journal
         self._wake.set()
         if self._writer is not None:
             self._writer.join(timeout=30)
@@ -358,13 +387,18 @@ class Agent(ApiHandlers):
         if row is not None:
             self._wake.set()
         if (row is not None or not stored) and event.type == protocol.EventType.INCOMING \
-                and event.to == self.config.phone:
+                and self.config.phone and event.to == self.config.phone:  # team: no pop
             self._screen_pop(event)
 
     def _decide_transfer(self, event: protocol.Event) -> tuple[Decision, tuple[str, dict]]:
         """On the reading thread: whose call it is (a few dictionary lookups), and the
         journal entry that records it with the request, in the message's one commit."""
         self._seen(event)
+        if self.config.team is not None:  # the team server routes: no answer from here
+            decision = Decision(event.call_id, event.from_, "", TEAM_ROUTES, None, "team-server")
+            return decision, ("decision", {"caller": decision.caller, "to": "",
+                                           "rule": decision.rule, "reason": TEAM_ROUTES.en,
+                                           "team": self.config.team.url})
         decision = decide(
             event.call_id,
             event.from_,
@@ -380,6 +414,8 @@ class Agent(ApiHandlers):
         """On the reading thread, right after the commit: the answer goes out (queued on
         the connection, never blocking)."""
         assert self.client is not None
+        if decision.rule == "team-server":
+            return None  # no Transfer at all: the team server answers this request
         return self.client.transfer_async(event.call_id, decision.to)
 
     def _transfer_answered(self, event: protocol.Event, decision: Decision, sent: Any) -> None:
@@ -395,7 +431,8 @@ class Agent(ApiHandlers):
         )
         self.decisions.append(decision)
         del self.decisions[:-200]
-        sent.add_done_callback(lambda f: self._log_response("transfer", event.call_id, f))
+        if sent is not None:  # None: left to the team server, nothing was sent
+            sent.add_done_callback(lambda f: self._log_response("transfer", event.call_id, f))
         if self.on_decision is not None:
             self.on_decision(decision)
 
@@ -533,7 +570,7 @@ class Agent(ApiHandlers):
             except UserError as exc:
                 self.book_error = exc.text
                 log.error("%s", exc.text)
-            except STORAGE_ERRORS as exc:  # the book was written, marking it failed: the
+            except storage_errors() as exc:  # the book was written, marking it failed: the
                 # rows go again (by Call ID, no doubles); said once, status has the rest
                 if not self.inbox.error:
                     log.warning("%s", Text(f"the journal cannot be written: {exc}",

@@ -44,6 +44,15 @@ def redact(target: object) -> str:
     return f"{scheme}://{auth}@{host}"
 
 
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What a failing store raises: SQLite's errors, the OS's, and psycopg's once a DSN was
+    opened (psycopg is never imported just to name its errors)."""
+    import sys
+
+    pg = sys.modules.get("psycopg")
+    return (sqlite3.Error, OSError) + ((pg.Error,) if pg is not None else ())
+
+
 def _pg_sql(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
@@ -52,11 +61,25 @@ class Db:
     """A connection, thread-safe by one lock, with explicit transactions (``transaction``)
     and autocommit outside them — the same on both engines."""
 
-    def __init__(self, con: Any, dialect: str, target: str) -> None:
+    def __init__(self, con: Any, dialect: str, target: str,
+                 reconnect: Callable[[], Any] | None = None) -> None:
         self._con = con
         self.dialect = dialect
         self.target = target
         self.lock = threading.RLock()
+        self._reconnect = reconnect
+
+    def _live(self) -> Any:
+        """The connection; a PostgreSQL one the server dropped (a restart, a network cut) is
+        opened anew here, outside any transaction — the failed statement's caller keeps
+        its event and stores it again (agent/inbox.py), so nothing is lost meanwhile."""
+        con = self._con
+        if self._reconnect is not None and (con.closed or con.broken):
+            with self.lock:
+                if self._con.closed or self._con.broken:
+                    self._con = self._reconnect()
+                con = self._con
+        return con
 
     @property
     def raw(self) -> Any:
@@ -65,12 +88,12 @@ class Db:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         if self.dialect == POSTGRESQL:
-            return self._con.execute(_pg_sql(sql), tuple(args))
+            return self._live().execute(_pg_sql(sql), tuple(args))
         return self._con.execute(sql, tuple(args))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
         if self.dialect == POSTGRESQL:
-            cur = self._con.cursor()
+            cur = self._live().cursor()
             cur.executemany(_pg_sql(sql), [tuple(r) for r in rows])
             return cur
         return self._con.executemany(sql, [tuple(r) for r in rows])
@@ -86,7 +109,7 @@ class Db:
         SQLite: ``BEGIN IMMEDIATE`` (the write lock at once, not at the first write)."""
         with self.lock:
             if self.dialect == POSTGRESQL:
-                with self._con.transaction():
+                with self._live().transaction():
                     yield self
                 return
             self._con.execute("BEGIN IMMEDIATE")
@@ -113,15 +136,18 @@ def connect(target: str | Path, *, app: str = "pz-excel", timeout: float = 10.0)
             raise UserError(Text(
                 "PostgreSQL support is missing (pip install 'psycopg[binary]')",
                 "нет поддержки PostgreSQL (pip install 'psycopg[binary]')")) from exc
+        def open_() -> Any:
+            return psycopg.connect(str(target), autocommit=True, application_name=app,
+                                   connect_timeout=max(1, int(timeout)))
+
         try:
-            con = psycopg.connect(str(target), autocommit=True, application_name=app,
-                                  connect_timeout=max(1, int(timeout)))
+            con = open_()
         except psycopg.Error as exc:
             where = redact(target)
             raise UserError(Text(
                 f"cannot connect to the database {where}: {str(exc).strip()}",
                 f"не удаётся подключиться к базе данных {where}: {str(exc).strip()}")) from exc
-        return Db(con, POSTGRESQL, str(target))
+        return Db(con, POSTGRESQL, str(target), reconnect=open_)
     path = Path(target).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     con = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
@@ -136,8 +162,17 @@ Step = Callable[["Db"], None]
 
 def schema_version(db: Db, component: str) -> int:
     """The version of ``component``'s tables in this database (0: none yet)."""
-    db.execute("CREATE TABLE IF NOT EXISTS schema_versions ("
-               "component TEXT PRIMARY KEY, version INTEGER NOT NULL, at REAL NOT NULL)")
+    create = ("CREATE TABLE IF NOT EXISTS schema_versions ("
+              "component TEXT PRIMARY KEY, version INTEGER NOT NULL, at REAL NOT NULL)")
+    if db.dialect == POSTGRESQL and not db.one("SELECT to_regclass('schema_versions')"):
+        # Two processes starting on a new database (a leader and a standby) would both
+        # create it: PostgreSQL's IF NOT EXISTS is no guard against that race (a unique
+        # violation in its catalog), so the first creates it while the other waits.
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(hashtext('pz-migrate:'))")
+            db.execute(create)
+    else:
+        db.execute(create)
     return int(db.one("SELECT version FROM schema_versions WHERE component = ?",
                       (component,)) or 0)
 
@@ -147,13 +182,12 @@ def migrate(db: Db, component: str, steps: Sequence[Step], *, start: int | None 
     that also records its version: all of a step or none of it, and two processes
     migrating at once (a leader and a standby starting together) do each step once.
     A database newer than this program is refused (a user error, nothing touched).
-    ``start``: the version to assume when none is recorded (an older file's own record).
-    Returns the version found."""
+    ``start``: a version known from elsewhere (an older SQLite file's own ``user_version``,
+    which older programs still read and write): the higher of it and the recorded one
+    counts. Returns the version found."""
     import time
 
-    found = schema_version(db, component)
-    if found == 0 and start:
-        found = start
+    found = max(schema_version(db, component), start or 0)
     if found > len(steps):
         raise UserError(Text(
             f"the database {redact(db.target)} holds {component} schema {found}, newer than "
@@ -165,8 +199,8 @@ def migrate(db: Db, component: str, steps: Sequence[Step], *, start: int | None 
             if db.dialect == POSTGRESQL:  # one migrator at a time, the others wait here
                 db.execute("SELECT pg_advisory_xact_lock(hashtext('pz-migrate:' || ?))",
                            (component,))
-            now = int(db.one("SELECT version FROM schema_versions WHERE component = ?",
-                             (component,)) or (start or 0))
+            now = max(int(db.one("SELECT version FROM schema_versions WHERE component = ?",
+                                 (component,)) or 0), start or 0)
             if now >= version:
                 continue  # another process did it meanwhile
             steps[version - 1](db)

@@ -71,6 +71,22 @@ def status_lines(st: Mapping[str, Any], lang: str | None = None) -> list[tuple[s
         ("Книга" if ru else "Workbook", workbook),
         ("Журнал" if ru else "Journal", str(st.get("journal") or "—")),
     ]
+    team = st.get("team")
+    if isinstance(team, Mapping):
+        lines.append(("Командный сервер" if ru else "Team server", team_text(team, ru)))
     if st.get("book_error"):
         lines.append(("Книга недоступна" if ru else "Workbook problem", str(st["book_error"])))
     return lines
+
+
+def team_text(team: Mapping[str, Any], ru: bool) -> str:
+    """``https://team:10190 (routing left to it; reported up to #120)``, and why the
+    reporting waits, when it does."""
+    seq = team.get("reported_seq") or 0
+    text = (
+        f"{team.get('url')} (переводы распределяет он; передано до №{seq})"
+        if ru
+        else f"{team.get('url')} (routing left to it; reported up to #{seq})"
+    )
+    problem = team.get("problem_ru" if ru else "problem_en")
+    return f"{text} — {problem}" if problem else text

@@ -113,6 +113,7 @@ def _write(
     calls: Iterable[CallRow] | None,
     *,
     styled: bool,
+    calls_only: bool = False,
 ) -> Path:
     if lang not in ("en", "ru"):
         raise UserError(
@@ -164,7 +165,9 @@ def _write(
     replacing = False
     try:
         with out:
-            _book(lang, contacts, managers, settings, calls, styled).save(out)
+            book = (_calls_book(lang, calls) if calls_only
+                    else _book(lang, contacts, managers, settings, calls, styled))
+            book.save(out)
         replacing = True
         os.replace(tmp, path)
     except OSError as exc:
@@ -206,6 +209,22 @@ def _book(
         dt_format,
         text_columns={"value"},
     )
+    return wb
+
+
+def write_calls_book(
+    path: Path | str, calls: Iterable[CallRow], lang: str = "en", *, force: bool = False
+) -> Path:
+    """A new workbook holding only a Calls sheet (``pz-excel team export``): the CRM
+    workbook's columns, headers and formats, streamed (write-only mode), written atomically.
+    Refuses to overwrite an existing file unless ``force``."""
+    return _write(path, lang, force, None, None, None, calls, styled=True, calls_only=True)
+
+
+def _calls_book(lang: str, calls: Iterable[CallRow] | None) -> Workbook:
+    wb = Workbook(write_only=True)
+    _sheet(wb, CALLS, lang, (_call_values(c, lang) for c in calls or ()), True,
+           DATETIME_FORMATS[lang])
     return wb
 
 

@@ -20,13 +20,15 @@ import click
 
 from pz_excel import paths
 from pz_excel.cli.console_log import setup_logging
+from pz_excel.cli.team_link_opts import team_click_options, team_link
 from pz_excel.connector.tls_cli import chosen_pin, tls_click_options
 from pz_excel.i18n import Text, UserError, current_lang, tr
 
 log = logging.getLogger(__name__)
 
 
-def _tls_options(pin: str | None, legacy: bool, ca_file: str | None):
+def tls_options(pin: str | None, legacy: bool, ca_file: str | None):
+    """The TLS options of ``run`` and ``team run`` (``tls_click_options``' values)."""
     from pz_excel.connector.client import TlsOptions
 
     if not (pin or legacy or ca_file):
@@ -199,6 +201,7 @@ def build_config(
     ),
 )
 @tls_click_options
+@team_click_options
 @click.option("--verbose", "-v", is_flag=True, help=tr("Debug log lines.", "Подробный журнал."))
 def run_command(
     workbook: Path,
@@ -213,6 +216,9 @@ def run_command(
     pin_alias: str | None,
     legacy_tls: bool,
     ca_file: str | None,
+    team: str | None,
+    team_token: str | None,
+    team_pin: str | None,
     verbose: bool,
 ) -> None:
     from pz_excel.agent.lifecycle import Agent
@@ -227,10 +233,11 @@ def run_command(
         client_type,
         guid,
         fallback,
-        tls=_tls_options(chosen_pin(pin_sha256, pin_alias), legacy_tls, ca_file),
+        tls=tls_options(chosen_pin(pin_sha256, pin_alias), legacy_tls, ca_file),
         area_code=area_code,
         lookup=lookup,
     )
+    config.team = team_link(team, team_token, team_pin, config.phone)  # checked: whoami
     agent = Agent(config).start()
     click.echo(
         str(
@@ -244,6 +251,12 @@ def run_command(
             )
         )
     )
+    if config.team is not None:
+        click.echo(str(Text(
+            f"  team server: {config.team.url} (routes transfers; our calls are reported)",
+            f"  командный сервер: {config.team.url} (распределяет переводы; звонки "
+            "передаются ему)",
+        )))
     done = threading.Event()
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: done.set())

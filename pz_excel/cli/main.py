@@ -66,6 +66,10 @@ COMMANDS = {
         "pz_excel.cli.contact_cmd:contact_command",
         Text("add a contact through the agent", "добавить контакт через агента"),
     ),
+    "team": (
+        "pz_excel.cli.team_cmd:team_group",
+        Text("the team server and its status", "сервер команды и его состояние"),
+    ),
     "sms": (
         "pz_excel.cli.sms_cmd:sms_command",
         Text("send an SMS through the agent", "отправить SMS через агента"),

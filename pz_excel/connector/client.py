@@ -136,6 +136,7 @@ class ConnectorClient:
         self._lock = threading.Lock()
         self._ids = itertools.count()  # never reset: ids stay unique across reconnects
         self._frame_hook: Callable[[str, list[protocol.Event]], None] | None = None
+        self._idle_hook: Callable[[], None] | None = None
         self._delivery = Delivery(log, on_decode_error)
         self._run: Lifetime | None = None
         first = ConnectionState(STOPPED, Text("not started", "не запущено"), since=time.time())
@@ -188,6 +189,11 @@ class ConnectorClient:
     def on_state(self, fn: Callable[[ConnectionState], None]) -> Callable[[], None]:
         """Receive every state change. Returns the unsubscribe function."""
         return self._delivery.add("state", fn)
+
+    def on_idle(self, fn: Callable[[], None] | None) -> None:
+        """``fn()`` on the reading thread whenever it has nothing more to read right now
+        (and when a connection ends): where ``on_frame``'s listener stores what it grouped."""
+        self._idle_hook = fn
 
     def on_frame(self, fn: Callable[[str, list[protocol.Event]], None] | None) -> None:
         """``fn(frame, events)`` runs on the reading thread for every message that holds
@@ -303,8 +309,12 @@ class ConnectorClient:
         """Originate a call from our extension to ``number`` (passed as typed)."""
         return self.request(self._call_builder(number), timeout)
 
-    def call_async(self, number: str) -> concurrent.futures.Future[protocol.Response]:
-        return self.request_async(self._call_builder(number))
+    def call_async(
+        self, number: str, from_ext: str | None = None
+    ) -> concurrent.futures.Future[protocol.Response]:
+        """``from_ext``: the extension that rings first, when it is not ours (the team
+        server dials for the manager whose token asked)."""
+        return self.request_async(self._call_builder(number, from_ext))
 
     def transfer(self, call_id: str, ext: str, timeout: float = 5.0) -> protocol.Response:
         """Answer a transfer request: route ``call_id`` to ``ext``, or decline with ``""``."""
@@ -322,8 +332,8 @@ class ConnectorClient:
         its status events)."""
         return self.request(self._sms_builder(number, text, call_id), timeout)
 
-    def _call_builder(self, number: str) -> Callable[[int], str]:
-        phone, pv = self._settings.phone, self._request_version
+    def _call_builder(self, number: str, from_ext: str | None = None) -> Callable[[int], str]:
+        phone, pv = from_ext or self._settings.phone, self._request_version
         return lambda rid: protocol.call_request(phone, number, rid, protocol_version=pv)
 
     def _transfer_builder(self, call_id: str, ext: str) -> Callable[[int], str]:
@@ -480,6 +490,7 @@ class ConnectorClient:
         return outcome
 
     def _end_conn(self, run: Lifetime, conn: Connection, outcome: Outcome) -> None:
+        self._idle()  # what was read before the end is stored now, not at the next frame
         with self._lock:
             run.conn = None
             run.live_sock = None
@@ -530,7 +541,10 @@ class ConnectorClient:
             if pending_tls is not None and pending_tls() > 0:
                 readable = True  # decrypted bytes wait in the SSL buffer: select can't see them
             else:
-                r, _w, _x = select.select([sock, run.wake_r], [], [], wait)
+                r, _w, _x = select.select([sock, run.wake_r], [], [], 0)
+                if not r:  # nothing more right now: what was read is stored before we wait
+                    self._idle()
+                    r, _w, _x = select.select([sock, run.wake_r], [], [], wait)
                 if run.wake_r in r:
                     run.drain_wake()
                 readable = sock in r
@@ -548,6 +562,14 @@ class ConnectorClient:
                 message = conn.assembler.feed(frame)
                 if message is not None:
                     self._on_frame(run, conn, message)
+
+    def _idle(self) -> None:
+        hook = self._idle_hook
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                log.exception("connector idle hook failed")
 
     def _flush_outbox(self, conn: Connection) -> None:
         while True:

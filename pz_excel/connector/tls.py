@@ -8,6 +8,7 @@ import hashlib
 import ipaddress
 import ssl
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -31,11 +32,13 @@ def normalize_fingerprint(value: str) -> str:
 
 
 def self_signed_cert(
-    directory: str | Path, host: str = "127.0.0.1", *, rsa: bool = False
+    directory: str | Path, host: str = "127.0.0.1", *, rsa: bool = False,
+    also: Sequence[str] = (), days: int = 365,
 ) -> tuple[Path, Path, str]:
-    """Write ``cert.pem`` and ``key.pem`` for ``host`` into ``directory``.
+    """Write ``cert.pem`` and ``key.pem`` for ``host`` (and the names or IPs in ``also``)
+    into ``directory``.
 
-    Returns (cert path, key path, SHA-256 fingerprint). Valid for a year from now. An EC
+    Returns (cert path, key path, SHA-256 fingerprint). Valid for ``days`` from now. An EC
     key by default; ``rsa`` for the legacy mode, whose ``AES256-SHA`` needs an RSA key.
     """
     from cryptography import x509
@@ -52,10 +55,12 @@ def self_signed_cert(
     else:
         key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    try:
-        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
-    except ValueError:
-        alt = x509.DNSName(host)
+    alts: list[x509.GeneralName] = []
+    for one in dict.fromkeys([host, *also]):  # in order, once each
+        try:
+            alts.append(x509.IPAddress(ipaddress.ip_address(one)))
+        except ValueError:
+            alts.append(x509.DNSName(one))
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
         x509.CertificateBuilder()
@@ -64,8 +69,8 @@ def self_signed_cert(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alts), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )

@@ -295,6 +295,28 @@ def pz_missed(owner: object = None, link: AgentLink | None = None) -> Value:
     return int(answer.get("count") or 0)
 
 
+def format_team_call(call: Mapping[str, Any], lang: str) -> str:
+    """``2026-11-23 10:42 Boris Ivanov (102) incoming answered 35 s``: when, who of the
+    team, direction and status, from a team server call row."""
+    row = dict(call)
+    start = _parse_time(row.get("start") or row.get("started"))
+    when = start.strftime("%Y-%m-%d %H:%M") if start is not None else ""
+    rest = format_call({**row, "start": None}, lang)  # direction, status, talk time
+    owner = str(row.get("owner") or "").strip()
+    ext = str(row.get("extension") or "").strip()
+    who = f"{owner} ({ext})" if owner and ext and owner != ext else (owner or ext)
+    return " ".join(part for part in (when, who, rest) if part)
+
+
+@_safe
+def pz_team_last(number: object, link: AgentLink | None = None) -> Value:
+    """The team's last call with this client (any manager's), from the team server; ""
+    when there was none."""
+    answer = (link or LINK).get("/team/last-call", number=_key(number))
+    call = answer.get("call")
+    return format_team_call(call, current_lang()) if call else ""
+
+
 # ---------------------------------------------------------------------- PZ_CALL
 
 
