@@ -18,7 +18,10 @@ Sections (``--only`` picks some):
   Dashboard rebuilt every 2 s, next to the same agent alone (bench_mixed);
 * ``agent`` — type 1 → Transfer on the wire with 1 M contacts at 1 / 50 / 500 requests/s,
   the local API's Call round trip, a contacts re-read after an edit, the agent's RSS over
-  100 k calls.
+  100 k calls;
+* ``ready`` — from ``pz-excel run`` to the first transfer answered with 1 M contacts
+  (quick: 100 k): the index parsed (cold), read back from its stored copy (warm), and
+  read back while the book changed (stale) (bench_ready).
 
 ``--quick`` (CI) keeps it under a minute with smaller sizes and counts. Everything runs on
 loopback, with bounded counts, and stops by itself. Generated workbooks are cached
@@ -44,7 +47,7 @@ import click
 
 from pz_excel.i18n import tr
 
-SECTIONS = ("routing", "journal", "sheet", "dashboard", "agent", "mixed")
+SECTIONS = ("routing", "journal", "sheet", "dashboard", "agent", "mixed", "ready")
 
 
 def _machine() -> dict[str, Any]:
@@ -82,6 +85,10 @@ def _section(name: str, quick: bool, out: Callable[[str], None], plot: Path | No
         from bench import bench_dashboard
 
         return bench_dashboard.run(quick=quick, out=out)
+    if name == "ready":
+        from bench import bench_ready
+
+        return bench_ready.run(quick=quick, out=out)
     if name == "mixed":
         from bench import bench_mixed
 

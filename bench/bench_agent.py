@@ -421,7 +421,7 @@ def _contacts_part(path: Path) -> str:
     return target.lstrip("/") if target.startswith("/") else "xl/" + target
 
 
-def _edited_copy(src: Path, dst: Path, new_phone: str) -> str:
+def edited_copy(src: Path, dst: Path, new_phone: str) -> str:
     """``src`` with the first contact's phone changed, other parts copied raw."""
     from pz_excel.xlsx.zipio import DeflatedRun, NewPart, pack, read_layout, write_zip
 
@@ -458,7 +458,7 @@ def bench_reread(contacts: int, folder: Path) -> dict:
     result: dict[str, Any] = {"contacts": contacts, "first_load_s": first_build}
     try:
         edited = folder / "edited.xlsx"
-        _edited_copy(path, edited, "+7 999 000-00-01")
+        edited_copy(path, edited, "+7 999 000-00-01")
         lat_during: list[float] = []
         busy = threading.Event()
 

@@ -212,6 +212,10 @@ class Agent(ApiHandlers):
             cfg.contacts or cfg.workbook,
             on_reload=self._on_contacts_reload,
             loader=functools.partial(load_index, area_code=cfg.area_code),
+            # The index kept next to the journal: a restart routes without parsing the sheet
+            # (crm/index_store.py). A team database journal (a DSN) has no folder: none.
+            store=None if "://" in str(cfg.journal) else Path(f"{cfg.journal}.contacts-index"),
+            area_code=cfg.area_code,
         )
         # The call-row mapping is given the contacts (the crm layer), not a callback into
         # the agent: journal → calllog → contacts, one way down.

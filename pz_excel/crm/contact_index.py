@@ -6,7 +6,7 @@ reads: ``ContactIndex.lookup`` is O(1) and the index is immutable once built.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +97,7 @@ class ContactIndex:
 
     def __init__(
         self,
-        by_key: dict[int | str, Record] | None = None,
+        by_key: Mapping[int | str, Record] | None = None,
         records: Sequence[Record] | None = None,
         managers: dict[str, str] | None = None,
         warnings: list[Text] | None = None,
@@ -109,8 +109,14 @@ class ContactIndex:
         area_code: str = "",
     ):
         self._by_key = by_key or {}
-        # A tuple of bytes: the collector untracks it once and never walks it again.
-        self._records: tuple[Record, ...] = tuple(records or ())
+        # A tuple of bytes: the collector untracks it once and never walks it again. Any
+        # other sequence but a list (the packed records read back by crm/index_store.py,
+        # which hold no objects at all) is kept as it is: copying would cost the start-up.
+        self._records: Sequence[Record] = (
+            records
+            if isinstance(records, Sequence) and not isinstance(records, list)
+            else tuple(records or ())
+        )
         self.managers: dict[str, str] = managers or {}  # name_key(owner) -> extension
         self.warnings: list[Text] = warnings or []
         self.source = source
@@ -150,6 +156,11 @@ class ContactIndex:
         ext = self.owner_extension(text)
         names = getattr(self.managers, "names", {})
         return names.get(ext, text) if ext else text
+
+    def packed(self) -> tuple[Mapping[int | str, Record], Sequence[Record]]:
+        """(phone slot → record, records in sheet order): what ``crm/index_store.py``
+        writes to disk. A record under several slots is the same object each time."""
+        return self._by_key, self._records
 
     @property
     def contacts(self) -> Sequence[Contact]:
