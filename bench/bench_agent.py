@@ -116,8 +116,8 @@ _NO_DASHBOARD = (
     "Agent.refresh_dashboard = lambda self, force=False: False\n"
 )
 _INLINE_CHECKPOINTS = (
-    "from pz_excel.agent import journal as _j\n"
-    "_j.COMMIT_CHECKPOINT_PAGES = 1000\n"
+    "from pz_excel.agent import journal as _j, journal_schema as _js\n"
+    "_js.COMMIT_CHECKPOINT_PAGES = 1000\n"
     "_j.Checkpointer.__init__ = lambda self, path, interval=0: None\n"
     "_j.Checkpointer.stop = lambda self: None\n"
 )

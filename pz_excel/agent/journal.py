@@ -49,8 +49,6 @@ from typing import Any
 
 from pz_excel.agent import journal_schema, journal_sql, sqldb, summaries
 from pz_excel.agent.checkpointer import (
-    COMMIT_CHECKPOINT_PAGES,
-    WAL_SIZE_LIMIT,
     Checkpointer,
 )
 from pz_excel.agent.journal_sql import CALL_COLS, DIALECTS, call_row, dt, iso, sql_int
@@ -101,7 +99,7 @@ class Journal:
         except (sqlite3.Error, OSError) as exc:
             raise self._open_error(exc) from exc
         try:
-            wal = self._settle(db, synchronous.upper())
+            wal = journal_schema.settle(db, self.path, synchronous.upper())
         except UserError:
             db.close()
             raise
@@ -112,39 +110,19 @@ class Journal:
             raise
         self._conn: sqldb.Db | None = db
         self._sql = DIALECTS[db.dialect]
+        # Reads (the writer's dirty rows, the Dashboard's sums, the API's questions) go
+        # through a connection of their own: in WAL (and on PostgreSQL) they never wait
+        # for a write nor hold the writers' lock, so the reading thread's commit — the
+        # caller's wait — never queues behind a Dashboard refresh. Without WAL readers
+        # and writers lock each other anyway: one connection then.
+        self._reader: sqldb.Db | None = db
+        if wal or dsn:
+            try:
+                self._reader = sqldb.connect(str(path) if dsn else self.path)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - one connection still works, only slower
+                log.warning("journal %s: no second connection for reads", self.target)
         if wal and self.path is not None:
             self._checkpointer = Checkpointer(self.path)
-
-    def _settle(self, db: sqldb.Db, synchronous: str) -> bool:
-        """Settings and schema; whether the file is in WAL mode. Processes opening a NEW
-        SQLite file at the same instant (a leader and a standby) may get "database is
-        locked" at once — SQLite does not wait where waiting could deadlock (the switch to
-        WAL, a read lock upgraded) — so that is tried again for a while, not reported."""
-        deadline = time.monotonic() + 10.0
-        while True:
-            try:
-                wal = self._tune(db, synchronous) if self.path is not None else False
-                journal_schema.migrate(db)
-                return wal
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def _tune(self, db: sqldb.Db, synchronous: str) -> bool:
-        """SQLite's settings for a journal file; whether it is in WAL mode."""
-        mode = db.one("PRAGMA journal_mode=WAL")
-        wal = str(mode).lower() == "wal"
-        if not wal:  # e.g. some network shares
-            log.warning("journal %s: WAL not available, using %s", self.path, mode)
-        db.execute(f"PRAGMA synchronous={synchronous}")
-        db.execute("PRAGMA busy_timeout=10000")
-        if wal:
-            db.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
-            # After a checkpoint the WAL file is cut back to this: on a small disk the
-            # journal's footprint stays bounded, not at its busiest second's high mark.
-            db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        return wal
 
     def _open_error(self, exc: Exception) -> UserError:
         reason = str(exc).strip()
@@ -186,6 +164,10 @@ class Journal:
                     pass
             db.close()
             self._conn = None
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not db:
+            with reader.lock:
+                reader.close()
 
     @property
     def closed(self) -> bool:
@@ -211,8 +193,15 @@ class Journal:
                 log.info("journal transaction aborted (%s): running it again", exc)
         raise AssertionError("unreachable")
 
+    def _reads(self) -> sqldb.Db:
+        """The connection for reads (see ``__init__``)."""
+        reader = self._reader
+        if reader is None or self._conn is None:
+            raise JournalClosed(f"journal {self.target} is closed")
+        return reader
+
     def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        db = self.db
+        db = self._reads()
         with db.lock:
             return db.execute(sql, args).fetchall()
 
@@ -409,7 +398,7 @@ class Journal:
         self._write(lambda con: self._upsert(con, row))
 
     def get_call(self, call_id: str) -> CallRow | None:
-        db = self.db
+        db = self._reads()
         with db.lock:
             return self._get(db, call_id)
 
@@ -575,13 +564,13 @@ class Journal:
         """
         cols = ", ".join("m." + c.strip() for c in CALL_COLS.split(","))
         key = owner.strip().casefold() if owner is not None else None
-        db = self.db
+        db = self._reads()
         with db.lock:
             return [call_row(r) for r in summaries.missed_calls(db, cols, key, limit)]
 
     def count_missed_not_called_back(self, owner: str | None = None) -> int:
         key = owner.strip().casefold() if owner is not None else None
-        db = self.db
+        db = self._reads()
         with db.lock:
             return int(summaries.missed_calls(db, "count(*)", key)[0][0])
 
@@ -589,7 +578,7 @@ class Journal:
         """Clients whose missed calls nobody returned (``missed_not_called_back``'s rule):
         how many, and the newest ``limit`` of them as (phone, contact, owner, last missed,
         times missed), from the running sums (``summaries``)."""
-        db = self.db
+        db = self._reads()
         with db.lock:
             total, rows = summaries.waiting(db, limit)
         return total, [(p, c, o, dt(last), int(n)) for p, c, o, last, n in rows]  # type: ignore[misc]
@@ -598,7 +587,7 @@ class Journal:
         """(day 'YYYY-MM-DD', direction, status, owner, calls, talk seconds) for the days
         in [since, until), from the running sums (``summaries``): what the Dashboard adds
         up. Talk time counts answered calls' plausible durations (under ~4 months) only."""
-        db = self.db
+        db = self._reads()
         with db.lock:
             return [tuple(r) for r in summaries.tallies(db, since, until)]
 
@@ -619,7 +608,7 @@ class Journal:
     def stats(self) -> dict[str, Any]:
         """Events, calls, dirty rows, where it is, and its size in bytes (SQLite: the
         file with its WAL; PostgreSQL: the database's, 0 when not allowed to know)."""
-        db = self.db
+        db = self._reads()
         with db.lock:
             events = int(db.one("SELECT count(*) FROM log WHERE kind = 'event'"))
             calls = int(db.one("SELECT count(*) FROM calls"))

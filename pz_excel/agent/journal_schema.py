@@ -11,9 +11,14 @@ newer than itself instead of writing into tables it does not know.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from pz_excel.agent import sqldb, summaries
+from pz_excel.agent.checkpointer import COMMIT_CHECKPOINT_PAGES, WAL_SIZE_LIMIT
 from pz_excel.agent.journal_sql import DIALECTS
 
 SCHEMA_VERSION = 4  # 2: call_alias; 3: frames; 4: running sums (summaries.py)
@@ -116,3 +121,40 @@ def migrate(db: sqldb.Db) -> int:
     if db.dialect == sqldb.SQLITE:
         start = int(db.one("PRAGMA user_version") or 0)
     return sqldb.migrate(db, COMPONENT, STEPS, start=start)
+
+
+log = logging.getLogger("pz_excel.agent.journal")
+
+
+def settle(db: sqldb.Db, path: Path | None, synchronous: str) -> bool:
+    """A journal's settings (an SQLite file's: ``path``) and schema; whether the file is in
+    WAL mode. Processes opening a NEW SQLite file at the same instant (a leader and a
+    standby) may get "database is locked" at once — SQLite does not wait where waiting
+    could deadlock (the switch to WAL, a read lock upgraded) — so that is tried again for
+    a while, not reported."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            wal = _tune(db, path, synchronous) if path is not None else False
+            migrate(db)
+            return wal
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _tune(db: sqldb.Db, path: Path, synchronous: str) -> bool:
+    """SQLite's settings for a journal file; whether it is in WAL mode."""
+    mode = db.one("PRAGMA journal_mode=WAL")
+    wal = str(mode).lower() == "wal"
+    if not wal:  # e.g. some network shares
+        log.warning("journal %s: WAL not available, using %s", path, mode)
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("PRAGMA busy_timeout=10000")
+    if wal:
+        db.execute(f"PRAGMA wal_autocheckpoint={COMMIT_CHECKPOINT_PAGES}")
+        # After a checkpoint the WAL file is cut back to this: on a small disk the
+        # journal's footprint stays bounded, not at its busiest second's high mark.
+        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+    return wal
