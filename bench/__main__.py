@@ -19,6 +19,9 @@ Sections (``--only`` picks some):
 * ``agent`` — type 1 → Transfer on the wire with 1 M contacts at 1 / 50 / 500 requests/s,
   the local API's Call round trip, a contacts re-read after an edit, the agent's RSS over
   100 k calls;
+* ``team`` — the team server (issue 15): transfers at 200/s with 1 M contacts through
+  ``pz-excel team run`` on PostgreSQL, the journal's ingest into PostgreSQL next to SQLite,
+  and failover times (leader killed → standby logged in) (bench_team, bench_failover);
 * ``ready`` — from ``pz-excel run`` to the first transfer answered with 1 M contacts
   (quick: 100 k): the index parsed (cold), read back from its stored copy (warm), and
   read back while the book changed (stale) (bench_ready).
@@ -47,7 +50,7 @@ import click
 
 from pz_excel.i18n import tr
 
-SECTIONS = ("routing", "journal", "sheet", "dashboard", "agent", "mixed", "ready")
+SECTIONS = ("routing", "journal", "sheet", "dashboard", "agent", "mixed", "ready", "team")
 
 
 def _machine() -> dict[str, Any]:
@@ -85,6 +88,10 @@ def _section(name: str, quick: bool, out: Callable[[str], None], plot: Path | No
         from bench import bench_dashboard
 
         return bench_dashboard.run(quick=quick, out=out)
+    if name == "team":
+        from bench import bench_team
+
+        return bench_team.run(quick=quick, out=out)
     if name == "ready":
         from bench import bench_ready
 

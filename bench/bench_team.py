@@ -127,7 +127,7 @@ def _fresh_db(dsn: str, name: str) -> str:
 
 def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
     isolate_home()
-    contacts, count = (10_000, 400) if quick else (1_000_000, 4_000)
+    contacts, count = (10_000, 200) if quick else (1_000_000, 4_000)
     results: dict[str, Any] = {"benchmark": "team", "quick": quick}
     cluster = _cluster()
     try:
@@ -135,10 +135,10 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
         with tempfile.TemporaryDirectory(prefix="pz-bench-team-") as tmp:
             folder = Path(tmp)
             results["transfers"] = bench_transfers(contacts, 200.0, count, dsn, folder)
-            results["ingest"] = bench_ingest(3_000 if quick else 30_000, cluster.dsn(), folder)
+            results["ingest"] = bench_ingest(1_500 if quick else 30_000, cluster.dsn(), folder)
         from bench import bench_failover
 
-        results["failover"] = bench_failover.run(quick=quick, out=out,
+        results["failover"] = bench_failover.run(quick=quick, n=1 if quick else 10, out=out,
                                                  db=cluster.new_database())
     finally:
         cluster.stop()
