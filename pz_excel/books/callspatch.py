@@ -15,8 +15,10 @@ How a save stays cheap:
 * rows (and hyperlinks, and relationships) live in segments of a few hundred items. Each
   segment is deflated on its own and ends with a sync flush, so the segments concatenate
   into one valid deflate stream; the part's CRC-32 is combined from the segments' CRCs. A
-  save recompresses only the segments that changed (usually the last one), and a segment
-  that is clean is kept compressed only (memory stays flat as the log grows);
+  save recompresses only the segments that changed (usually the last one). A clean
+  segment is parked in a temp file (``segments.Spill``) and copied from there into each new
+  file, and Call ID → row is packed arrays (``xlsx.rowindex``): memory stays flat as the
+  log grows (docs/performance.md, "Target 3");
 * a row is rewritten cell by cell for OUR columns only; any other cell (a user's column)
   is kept byte for byte. Text is an inline string (never a formula; sharedStrings.xml is
   never rewritten), dates are serial numbers with a date style, an http(s) recording gets
@@ -64,7 +66,8 @@ from pz_excel.xlsx.package import Package
 from pz_excel.xlsx.ranges import TablePart, extend_ranges, merged_below
 from pz_excel.xlsx.reader import shared_strings
 from pz_excel.xlsx.rels import read_rels, rels_part_of
-from pz_excel.xlsx.segments import Blocks, CachedDeflate, Strings
+from pz_excel.xlsx.rowindex import RowIndex
+from pz_excel.xlsx.segments import Blocks, CachedDeflate, Strings, return_freed_memory
 from pz_excel.xlsx.sheetlinks import CellValue, SheetLinks
 from pz_excel.xlsx.sheetrows import (
     CELL,
@@ -156,7 +159,7 @@ class CallsPatch(SheetLinks):
         self.header_end = 1  # the header's last row: merged header cells may span several
         self.cols: dict[str, int] = {}
         self.width = 0
-        self.index: dict[str, int] = {}
+        self.index = RowIndex()  # packed arrays: 12 bytes a call, not a dict entry's ~150
         self.last_row = 0
         self.epoch = WINDOWS_EPOCH
         self.rows = Blocks(split_rows, ordered=True, segment=segment)
@@ -192,6 +195,7 @@ class CallsPatch(SheetLinks):
             members, comment = read_layout(fh)
             with zipfile.ZipFile(fh) as zf:
                 book._read(zf, members, comment, lang)
+        return_freed_memory()  # the load's peak is gone: let RSS show what is kept
         return book
 
     def _read(self, zf: zipfile.ZipFile, members: list[Member], comment: bytes,
@@ -370,20 +374,29 @@ class CallsPatch(SheetLinks):
                 break
         letters = get_column_letter(self.cols["call_id"]).encode()
         cell = re.compile(rb'<c r="%s([0-9]+)"([^>]*?)(?:/>|>(.*?)</c>)' % letters, re.S)
-        ids: list[tuple[int, str, object]] = []
-        for n_raw, cattrs, inner in cell.findall(data, pos, end):
-            n = int(n_raw)
-            if n <= self.header_end or not inner:
+        # One match at a time, straight into the packed index: a list of every ID first
+        # would peak at ~200 MB for a million rows. Only shared-string IDs wait for the
+        # table (looked up in one pass); keep_first makes the order of the two irrelevant.
+        shared: list[tuple[int, int]] = []
+        for m in cell.finditer(data, pos, end):
+            n = int(m.group(1))
+            if n <= self.header_end or not m.group(3):
                 continue
-            ctype = TYPE_ATTR.search(cattrs)
-            kind, value = cell_value(ctype.group(1) if ctype else b"", inner)
-            if value is not None and kind != "f":
-                ids.append((n, kind, value))
-        looked = strings({v for _n, k, v in ids if k == "s"})  # type: ignore[misc]
-        for n, kind, value in ids:
-            key = cell_text(looked.get(value) if kind == "s" else value)  # type: ignore[call-overload]
+            ctype = TYPE_ATTR.search(m.group(2))
+            kind, value = cell_value(ctype.group(1) if ctype else b"", m.group(3))
+            if value is None or kind == "f":
+                continue
+            if kind == "s":
+                shared.append((n, value))  # type: ignore[arg-type]
+                continue
+            key = cell_text(value)
             if key:
-                self.index.setdefault(key, n)
+                self.index.keep_first(key, n)
+        looked = strings({v for _n, v in shared})
+        for n, value in shared:
+            key = cell_text(looked.get(value))
+            if key:
+                self.index.keep_first(key, n)
         self.last_row = last
 
     # ------------------------------------------------------------------ writing rows

@@ -108,13 +108,34 @@ def unpack(packed: Packed) -> bytes:
     return data
 
 
+@dataclass(slots=True)
+class Span:
+    """Deflated bytes parked in another open file (``segments.Spill``): a save copies them
+    file to file, never through memory, so a million-row sheet costs no RAM to write."""
+
+    src: BinaryIO
+    offset: int
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+    def read(self) -> bytes:
+        """The bytes themselves (tests and checks; a save copies them file to file)."""
+        self.src.seek(self.offset)
+        data = self.src.read(self.length)
+        if len(data) != self.length:
+            raise OSError("the span's file ends early")
+        return data
+
+
 @dataclass(frozen=True, slots=True)
 class DeflatedRun:
     """Consecutive pieces, their CRC and length already combined."""
 
     crc: int
     size: int
-    chunks: Sequence[bytes]
+    chunks: Sequence[bytes | Span]
 
     @classmethod
     def of(cls, packed: Packed) -> DeflatedRun:
@@ -143,7 +164,7 @@ class NewPart:
     def compressed_size(self) -> int:
         return sum(len(c) for r in self.runs for c in r.chunks) + len(FINAL_BLOCK)
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> Iterator[bytes | Span]:
         for run in self.runs:
             yield from run.chunks
         yield FINAL_BLOCK
@@ -282,7 +303,7 @@ def write_zip(
     dos_time, dos_date = _dos_time(time.time())
     layout: list[Member] = []
     centrals: list[bytes] = []
-    plan: list[tuple[int, int] | bytes] = []  # raw ranges of src, or bytes to write
+    plan: list[tuple[int, int] | bytes | Span] = []  # raw ranges of src, bytes, spans
     offset = 0
     for item in order:
         if isinstance(item, Member):
@@ -319,7 +340,8 @@ def write_zip(
     return layout
 
 
-def _run_plan(plan: list[tuple[int, int] | bytes], src: BinaryIO, out: BinaryIO) -> None:
+def _run_plan(plan: list[tuple[int, int] | bytes | Span], src: BinaryIO, out: BinaryIO
+              ) -> None:
     pending: list[bytes] = []
     run: tuple[int, int] | None = None  # adjacent raw ranges are copied in one go
 
@@ -337,6 +359,12 @@ def _run_plan(plan: list[tuple[int, int] | bytes], src: BinaryIO, out: BinaryIO)
                 _copy_range(src, out, *run)
             flush_bytes()
             run = step
+        elif isinstance(step, Span):
+            if run is not None:
+                _copy_range(src, out, *run)
+                run = None
+            flush_bytes()
+            _copy_range(step.src, out, step.offset, step.length)
         else:
             if run is not None:
                 _copy_range(src, out, *run)
