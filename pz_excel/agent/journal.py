@@ -115,6 +115,12 @@ class Journal:
         # for a write nor hold the writers' lock, so the reading thread's commit — the
         # caller's wait — never queues behind a Dashboard refresh. Without WAL readers
         # and writers lock each other anyway: one connection then.
+        self._front: sqldb.Db | None = None
+        if dsn:
+            try:
+                self._front = sqldb.connect(str(path))
+            except Exception:  # noqa: BLE001 - one connection still works, only slower
+                log.warning("journal %s: no second connection for messages", self.target)
         self._reader: sqldb.Db | None = db
         if wal or dsn:
             try:
@@ -164,10 +170,11 @@ class Journal:
                     pass
             db.close()
             self._conn = None
-        reader, self._reader = self._reader, None
-        if reader is not None and reader is not db:
-            with reader.lock:
-                reader.close()
+        for extra in (self._reader, self._front):
+            if extra is not None and extra is not db:
+                with extra.lock:
+                    extra.close()
+        self._reader = self._front = None
 
     @property
     def closed(self) -> bool:
@@ -180,12 +187,13 @@ class Journal:
             raise JournalClosed(f"journal {self.target} is closed")
         return self._conn
 
-    def _write(self, fn: Callable[[sqldb.Db], Any]) -> Any:
+    def _write(self, fn: Callable[[sqldb.Db], Any], on: sqldb.Db | None = None) -> Any:
         """Run ``fn`` in one transaction (SQLite: IMMEDIATE), committed or rolled back
-        here; on PostgreSQL run again when aborted as a deadlock (``journal_sql``)."""
+        here; on PostgreSQL run again when aborted as a deadlock (``journal_sql``).
+        ``on``: another connection of this journal's (``record_frames``)."""
         for attempt in range(1, journal_sql.RETRIES + 1):
             try:
-                with self.db.transaction() as db:
+                with (on or self.db).transaction() as db:
                     return fn(db)
             except Exception as exc:
                 if attempt == journal_sql.RETRIES or not journal_sql.retryable(exc):
@@ -283,7 +291,11 @@ class Journal:
                                  json.dumps(payload, ensure_ascii=False, default=str)))
             return seqs
 
-        return self._write(work) if frames else []
+        # PostgreSQL: on a connection of its own, so the reading thread's commit runs beside
+        # pz-events' (the server takes both at once) instead of after it. SQLite has one
+        # writer per file anyway, and a second would wait in sleeps: the shared one.
+        front = self._front if self._front is not None and self._conn is not None else None
+        return self._write(work, on=front) if frames else []
 
     def last_frame(self) -> int:
         """The newest stored message's seq (0: none)."""
