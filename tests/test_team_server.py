@@ -200,3 +200,20 @@ def test_failover_of_two_team_run_processes(tmp_path, contacts, pg_dsn):
             except subprocess.TimeoutExpired:
                 p.kill()
         srv.stop()
+
+
+def test_a_standby_warms_the_contacts_index_so_taking_over_is_a_load(tmp_path, server,
+                                                                     contacts):
+    """While waiting, the team server builds the shared book's index once and keeps it on
+    this machine; the leader's start then loads it instead of parsing the sheet."""
+    team = _team(tmp_path, server, contacts, str(tmp_path / "team.sqlite"))
+    store = team.config.index_store
+    assert not store.exists()
+    team.start()
+    try:
+        wait_until(lambda: team.role == LEADER and team.agent is not None, GRACE + 8, "leads")
+        assert store.exists()
+        assert team.agent.watcher.started_from == "store"
+        assert team.agent.index.lookup("+7 (343) 011-22-33").owner == "101"
+    finally:
+        team.stop()

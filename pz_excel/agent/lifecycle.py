@@ -78,6 +78,8 @@ class AgentConfig:
     #: not list it as someone's agent) and no per-computer agent locks — its leadership
     #: lock (team/leader.py) is what keeps it to one connection, across computers.
     desktop: bool = True
+    #: Where the contacts index is kept between runs (default: beside the journal file).
+    index_store: Path | None = None
     settings: protocol.ConnectSettings = field(init=False)
 
     def __post_init__(self) -> None:
@@ -213,8 +215,10 @@ class Agent(ApiHandlers):
             on_reload=self._on_contacts_reload,
             loader=functools.partial(load_index, area_code=cfg.area_code),
             # The index kept next to the journal: a restart routes without parsing the sheet
-            # (crm/index_store.py). A team database journal (a DSN) has no folder: none.
-            store=None if "://" in str(cfg.journal) else Path(f"{cfg.journal}.contacts-index"),
+            # (crm/index_store.py); a team database journal (a DSN) has no folder: the team
+            # server names one (index_store).
+            store=cfg.index_store or (None if "://" in str(cfg.journal)
+                                      else Path(f"{cfg.journal}.contacts-index")),
             area_code=cfg.area_code,
         )
         # The call-row mapping is given the contacts (the crm layer), not a callback into

@@ -3,9 +3,11 @@ configuration it becomes on the leader: the same assembly, set up for the team."
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from pz_excel import paths
 from pz_excel.agent import sqldb
 from pz_excel.agent.lifecycle import AgentConfig
 from pz_excel.books.template import write_calls_book
@@ -76,7 +78,16 @@ class TeamConfig:
             contacts=self.contacts,
             broadcast_mask=ALL_EVENTS,
             desktop=False,
+            index_store=self.index_store,
         )
+
+    @property
+    def index_store(self) -> Path:
+        """The shared book's contacts index, kept on this machine between leaderships: a
+        standby warms it while it waits, so taking over with a million contacts costs a
+        load (under a second), not a parse (crm/index_store.py checks it against the book)."""
+        key = hashlib.sha256(str(self.contacts).encode("utf-8")).hexdigest()[:12]
+        return paths.home() / "team" / f"contacts-{key}.contacts-index"
 
 
 def ensure_team_book(path: Path, lang: str | None = None) -> bool:

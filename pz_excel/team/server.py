@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pz_excel.agent import sqldb
 from pz_excel.agent.lifecycle import Agent
 from pz_excel.connector.client import ConnectorClient
+from pz_excel.crm.contacts import ContactsWatcher
 from pz_excel.i18n import Text, UserError
 from pz_excel.team.config import TeamConfig, ensure_team_book
 from pz_excel.team.leader import FENCE_CLOSE, GRACE, LeaderInfo, Leadership
@@ -89,17 +90,32 @@ class TeamServer:
 
     def run(self) -> None:
         self.config.check()
+        warm = threading.Thread(target=self._warm_contacts, name="pz-team-warm", daemon=True)
+        warm.start()
         try:
             while not self._stop.is_set():
                 self._set_role(STANDBY, None)
                 if not self.leadership.acquire(self._stop, on_wait=self._say_leader):
                     break
+                warm.join()  # the index ready (a load at start), not built a second time
                 self._lead()
         finally:
             self.leadership.release()
             self._set_role(STOPPED, None)
 
     # ------------------------------------------------------------------ the loop
+
+    def _warm_contacts(self) -> None:
+        """While a standby waits: the shared book's contacts index built (or found valid)
+        and kept (``TeamConfig.index_store``), then let go — the leader's start loads it."""
+        cfg = self.config
+        try:
+            watcher = ContactsWatcher(cfg.contacts, store=cfg.index_store,
+                                      area_code=cfg.area_code, start=False)
+            watcher.save_pending()
+            watcher.stop()
+        except Exception as exc:  # noqa: BLE001 - the leader reads the book itself then
+            log.debug("contacts index not warmed: %s", exc)
 
     def _run_caught(self) -> None:
         try:
