@@ -215,12 +215,13 @@ class RssSampler:
 
 
 def play_transfer_load(server: Any, clock: WireClock, phases: list[tuple[float, int]],
-                       phones: list[str], seed: int = 11) -> list[dict]:
+                       phones: list[str], seed: int = 11,
+                       first_call: int = 9_000_000_000) -> list[dict]:
     """Type-1 requests at each phase's rate (after a warm-up of 50 at 50/s, not counted);
     the wire latency of each answer as the connector saw it. The same load for the agent
     and for the floor (bench_floor), so their figures compare."""
     rng = random.Random(seed)
-    call = 9_000_000_000
+    call = first_call  # a second load on the same connector: other call IDs
     phases_out = []
     for rate, count, measured in [(50.0, 50, False)] + [(r, c, True) for r, c in phases]:
         ids = []
@@ -244,7 +245,7 @@ def play_transfer_load(server: Any, clock: WireClock, phases: list[tuple[float, 
         phases_out.append({
             "rate": rate, "requests": count, "answered": len(lat),
             "lost": count - len(lat), "p50_s": percentile(lat, 50),
-            "p99_s": percentile(lat, 99), "p999_s": percentile(lat, 99.9),
+            "p99_s": percentile(lat, 99), "p999_s": percentile(lat, 99.9), "samples_s": lat,
             "max_s": max(lat) if lat else float("nan"),
             "over_5ms": sum(x > 5e-3 for x in lat),
             "elapsed_s": time.perf_counter() - t0,
@@ -601,7 +602,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
 
         for variant in ["shipped"] if quick else ["no-dashboard", "shipped"]:
             try:
-                memory = bench_memory(10_000 if quick else 100_000, folder, variant=variant,
+                memory = bench_memory(5_000 if quick else 100_000, folder, variant=variant,
                                       rate=2000.0 if quick else 1000.0,
                                       settle=3.0 if quick else 10.0,
                                       restart=not quick)

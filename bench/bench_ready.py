@@ -253,7 +253,7 @@ def print_ready(r: dict[str, Any], out: Callable[[str], None]) -> None:
 def run(*, quick: bool = False, out: Callable[[str], None] = print,
         contacts: int | None = None) -> dict[str, Any]:
     isolate_home()
-    contacts = contacts or (100_000 if quick else 1_000_000)
+    contacts = contacts or (50_000 if quick else 1_000_000)
     with tempfile.TemporaryDirectory(prefix="pz-bench-ready-") as tmp:
         r = bench_ready(contacts, 3, Path(tmp))
         if not quick:  # the shared-string copy of a million takes minutes to make once

@@ -64,7 +64,7 @@ def isolate_home() -> None:
 LOG_VERSION = 1
 TARGET_LAG_S = 2.0
 FULL_SIZES = (1_000, 10_000, 100_000)
-QUICK_SIZES = (1_000, 10_000)
+QUICK_SIZES = (10_000,)  # CI's quick run: one size keeps it under a minute
 FIRST_ID = 5_000_000_000
 _RANK = {"": 0, "ringing": 1, "dialing": 1, "answered": 2, "completed": 3, "missed": 3}
 _SENT = re.compile(r"Event sent: type = (\d+), callID = (\S+),")

@@ -136,16 +136,18 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
             folder = Path(tmp)
             results["transfers"] = bench_transfers(contacts, 200.0, count, dsn, folder)
             results["ingest"] = bench_ingest(1_500 if quick else 30_000, cluster.dsn(), folder)
-        from bench import bench_failover
+        if not quick:  # (the test suite kills a leader too: tests/test_team_server.py)
+            from bench import bench_failover
 
-        results["failover"] = bench_failover.run(quick=quick, n=1 if quick else 10, out=out,
-                                                 db=cluster.new_database())
+            results["failover"] = bench_failover.run(quick=quick, n=10, out=out,
+                                                     db=cluster.new_database())
     finally:
         cluster.stop()
     _report(results, out)
     p = results["transfers"]["transfers"][0]
-    results["targets"] = {"team_transfers_none_lost_at_200rps": p["lost"] == 0,
-                          "failover_under_5s": results["failover"].get("max_s", 99) < 5.0}
+    results["targets"] = {"team_transfers_none_lost_at_200rps": p["lost"] == 0}
+    if "failover" in results:
+        results["targets"]["failover_under_5s"] = results["failover"]["max_s"] < 5.0
     return results
 
 

@@ -64,6 +64,8 @@ class AgentStandIn:
         return {
             ("GET", "/status"): log("status", self.status),
             ("GET", "/lookup"): log("lookup", self.lookup),
+            ("POST", "/lookups"): log("lookups", lambda params, body: {
+                "results": [self.lookup({"number": n}, {}) for n in body["numbers"]]}),
             ("GET", "/stats"): log("stats", self.stats),
             ("GET", "/missed"): log("missed", self.missed),
             ("POST", "/call"): log("call", self.call),
@@ -293,7 +295,8 @@ def test_status_owner_lastcall_calls_missed(agent, link):
     assert udf_logic.pz_missed(link=link) == 5
     assert udf_logic.pz_missed("Anna Smirnova", link=link) == 2
     sent = {name: params for name, params, _ in agent.requests}
-    assert sent["lookup"]["number"] == phones.normalize("+7 999 000-00-00")
+    bodies = {name: body for name, _params, body in agent.requests}
+    assert bodies["lookups"]["numbers"] == [phones.normalize("+7 999 000-00-00")]
     assert "owner" in sent["missed"]
 
 
@@ -543,3 +546,27 @@ def test_pz_call_with_the_real_agent_dials_once(real_agent):
     wait_until(lambda: any(dialled in x for x in server.log_lines), 5, "the dial")
     assert sum(dialled in x for x in server.log_lines) == 1
     assert not any("011-22-44" in x for x in server.log_lines)
+
+
+def test_owner_formulas_asked_at_once_go_as_a_few_requests(agent, link):
+    """Excel recalculating a column of PZ_OWNER: 50 formulas at the same moment are
+    gathered into a few /lookups requests (the agent's pool would queue 50), and each
+    cell still gets its own number's answer."""
+    numbers = [RAW if i % 2 else f"+7 999 000-00-{i:02d}" for i in range(50)]
+    start = threading.Barrier(len(numbers))
+    got: dict[int, object] = {}
+
+    def one(i: int) -> None:
+        start.wait()
+        got[i] = udf_logic.pz_owner(numbers[i], link=link)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(numbers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert all(got[i] == ("Anna Smirnova (102)" if i % 2 else "not in Contacts")
+               for i in range(len(numbers)))
+    asked = [body for name, _params, body in agent.requests if name == "lookups"]
+    assert sum(len(b["numbers"]) for b in asked) == len(numbers)
+    assert len(asked) < len(numbers) // 5  # gathered, not one request each
