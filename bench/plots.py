@@ -64,6 +64,7 @@ def draw(samples: dict[str, list[float]], rss: list[tuple[int, float]], contacts
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # the thousands formatter
 
     made = []
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -85,8 +86,10 @@ def draw(samples: dict[str, list[float]], rss: list[tuple[int, float]], contacts
         fig, ax = plt.subplots(figsize=(7, 4))
         ax.plot([r for r, _ in rss], [m for _, m in rss], marker="o", label="as built")
         ax.axhline(60, color="grey", linestyle="--", label="target: ≤ 60 MB above empty")
-        ax.set_xscale("symlog", linthresh=10_000)
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
         ax.set_xlabel("rows in the Calls sheet")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:,.0f}"))
         ax.set_ylabel("RSS above an empty log, MB")
         ax.set_title("Memory against the log's size")
         ax.grid(True, alpha=0.3)
