@@ -64,7 +64,9 @@ def test_query_pages_through_many_rows(tmp_path, monkeypatch):
         for i in range(25):  # equal start times: the call ID orders them in a page
             journal.upsert_call(CallRow(f"c{i:02d}", "incoming", "completed", "101",
                                         start=datetime(2026, 2, 1, 9, i // 10)))
-    monkeypatch.setattr(export, "BATCH", 4)
+    from pz_excel.agent import journal_sql
+
+    monkeypatch.setattr(journal_sql, "BATCH", 4)
     db = sqldb.connect(path)
     try:
         got = [r.call_id for r in export.calls(db, datetime(2026, 1, 1), datetime(2026, 3, 1))]

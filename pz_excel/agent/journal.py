@@ -525,34 +525,11 @@ class Journal:
         return self._write(lambda con: con.execute(
             "UPDATE calls SET written_version = 0 WHERE written_version > 0").rowcount)
 
-    def _filters(
-        self,
-        number_key: str | None,
-        since: datetime | None,
-        status: str | None = None,
-        owner: str | None = None,
-    ) -> tuple[str, list[Any]]:
-        where: list[str] = []
-        args: list[Any] = []
-        if number_key is not None:
-            where.append("client_key = ?")
-            args.append(number_key)
-        if since is not None:
-            where.append("started >= ?")
-            args.append(iso(since))
-        if status is not None:
-            where.append("status = ?")
-            args.append(status)
-        if owner is not None:
-            where.append("owner_key = ?")
-            args.append(owner.strip().casefold())
-        return (" WHERE " + " AND ".join(where)) if where else "", args
-
     def recent_calls(
         self, limit: int = 50, number_key: str | None = None, since: datetime | None = None
     ) -> list[CallRow]:
         """Newest first (by start)."""
-        where, args = self._filters(number_key, since)
+        where, args = journal_sql.call_filters(number_key, since)
         sql = f"SELECT {CALL_COLS} FROM calls{where} ORDER BY {self._sql.newest_first} LIMIT ?"
         return [call_row(r) for r in self._read(sql, [*args, int(limit)])]
 
@@ -563,7 +540,7 @@ class Journal:
         status: str | None = None,
         owner: str | None = None,
     ) -> int:
-        where, args = self._filters(number_key, since, status, owner)
+        where, args = journal_sql.call_filters(number_key, since, status, owner)
         return int(self._read(f"SELECT count(*) FROM calls{where}", args)[0][0])
 
     def missed_not_called_back(self, owner: str | None = None,

@@ -14,10 +14,11 @@ Also the conversions between a ``CallRow`` and a table row, which both engines s
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from pz_excel.agent.sqldb import POSTGRESQL, SQLITE
+from pz_excel.agent.sqldb import POSTGRESQL, SQLITE, Db
 from pz_excel.crm.schema import CallRow
 
 CALL_COLS = (
@@ -154,3 +155,57 @@ def call_row(rec: Any) -> CallRow:
         contact=contact, owner=owner, extension=ext, start=dt(started), end=dt(ended),
         duration=duration, recording=recording, line=line, late=bool(late),
     )
+
+
+def call_filters(number_key: str | None = None, since: datetime | None = None,
+                 status: str | None = None, owner: str | None = None, *,
+                 until: datetime | None = None, extension: str | None = None,
+                 ) -> tuple[str, list[Any]]:
+    """`` WHERE …`` and its arguments for the calls table: one client (its normalised
+    number), started in ``[since, until)``, a status, an owner (casefolded), an extension."""
+    where: list[str] = []
+    args: list[Any] = []
+    for clause, value in (("client_key = ?", number_key), ("started >= ?", iso(since)),
+                          ("started < ?", iso(until)), ("status = ?", status),
+                          ("owner_key = ?", owner.strip().casefold() if owner is not None
+                           else None),
+                          ("extension = ?", extension)):
+        if value is not None:
+            where.append(clause)
+            args.append(value)
+    return (" WHERE " + " AND ".join(where)) if where else "", args
+
+
+#: Rows a long read fetches at a time (``calls_in``): an export never holds a year at once.
+BATCH = 2000
+
+
+def calls_in(db: Db, since: datetime | None = None, until: datetime | None = None, *,
+             extension: str | None = None, limit: int | None = None,
+             newest_first: bool = False) -> Iterator[CallRow]:
+    """Calls started in ``[since, until)`` (either end open), of ``extension`` only when
+    given, oldest first — ``BATCH`` at a time, each batch one query after the last row seen
+    (keyset paging) — or, with ``newest_first``/``limit``, that many of the newest/oldest."""
+    where, args = call_filters(since=since, until=until, extension=extension)
+    base = (f"SELECT {CALL_COLS} FROM calls"
+            + (where + " AND" if where else " WHERE") + " started IS NOT NULL")
+    if newest_first or limit is not None:
+        order = "DESC" if newest_first else "ASC"
+        sql = f"{base} ORDER BY started {order}, call_id {order} LIMIT ?"
+        with db.lock:
+            found = db.execute(sql, [*args, int(limit or 1000)]).fetchall()
+        yield from (call_row(r) for r in found)
+        return
+    after: tuple[Any, str] | None = None
+    while True:
+        sql, more = base, list(args)
+        if after is not None:
+            sql += " AND (started > ? OR (started = ? AND call_id > ?))"
+            more += [after[0], after[0], after[1]]
+        sql += " ORDER BY started, call_id LIMIT ?"
+        with db.lock:
+            batch = db.execute(sql, [*more, BATCH]).fetchall()
+        yield from (call_row(r) for r in batch)
+        if len(batch) < BATCH:
+            return
+        after = (batch[-1][7], batch[-1][0])  # started, call_id (CALL_COLS' order)

@@ -4,8 +4,8 @@ itself — a NEW .xlsx with the Calls sheet's columns and headers (``books/templ
 write-only mode, so a year of calls is streamed, not held), or a UTF-8 CSV with a BOM so
 Excel reads Cyrillic right.
 
-The query reads the journal's ``calls`` table directly (both engines, ``agent/sqldb``):
-the journal has no per-extension query, and this is the one place that needs it.
+The query is the journal's own (``journal_sql.calls_in``, both engines), run on the team
+database without opening a journal (an export must not migrate or create anything).
 """
 
 from __future__ import annotations
@@ -18,21 +18,14 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from pz_excel.agent import sqldb
+from pz_excel.agent.journal_sql import calls_in
 from pz_excel.books.template import write_calls_book, write_problem
 from pz_excel.crm.schema import CALLS, WORDS, CallRow, word
 from pz_excel.i18n import Text, UserError
 from pz_excel.xlsx.cells import FORMULA_START, safe_text
 
-#: The journal's ``calls`` columns in the Calls sheet's order (``start``/``end`` are
-#: ``started``/``ended`` there).
-_COLUMNS = {"start": "started", "end": "ended"}
-SELECT = ", ".join(_COLUMNS.get(c.key, c.key) for c in CALLS.columns)
-SELECT_START = [c.key for c in CALLS.columns].index("start")
-#: Rows fetched from the database at a time (an export never holds them all).
-BATCH = 2000
 #: CSV: the list separator Excel expects in that language's locale (Russian Excel splits
 #: on ";", English on ","), and the dates it reads back as dates.
 CSV_SEPARATOR = {"en": ",", "ru": ";"}
@@ -41,71 +34,8 @@ _PLAIN_PHONE = re.compile(r"\+[0-9 ()\-]+")
 
 Progress = Callable[[int], None]
 
-
-def _iso(value: datetime) -> str:
-    return value.isoformat(sep=" ")  # as the journal stores it: ISO text compares in order
-
-
-def _when(value: Any) -> datetime | None:
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-
-
-def _call(rec: Any) -> CallRow:
-    values = dict(zip((c.key for c in CALLS.columns), tuple(rec), strict=True))
-    values["start"], values["end"] = _when(values["start"]), _when(values["end"])
-    values["late"] = bool(values["late"])
-    for key, value in values.items():
-        if value is None and key not in ("start", "end", "duration"):
-            values[key] = ""
-    return CallRow(**values)  # type: ignore[arg-type]
-
-
-def calls(
-    db: sqldb.Db,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    *,
-    extension: str | None = None,
-    limit: int | None = None,
-    newest_first: bool = False,
-) -> Iterator[CallRow]:
-    """Calls started in ``[since, until)`` (either end open), of ``extension`` only when
-    given, oldest first (``newest_first``: the other way, ``limit`` of them). Without a
-    limit the rows come ``BATCH`` at a time, each batch one query after the last row seen
-    (keyset paging): a client-side cursor would hold a year of calls in memory."""
-    where, args = ["started IS NOT NULL"], []  # type: ignore[var-annotated]
-    if since is not None:
-        where.append("started >= ?")
-        args.append(_iso(since))
-    if until is not None:
-        where.append("started < ?")
-        args.append(_iso(until))
-    if extension is not None:
-        where.append("extension = ?")
-        args.append(extension)
-    base = f"SELECT {SELECT} FROM calls WHERE " + " AND ".join(where)
-    if newest_first or limit is not None:
-        order = "DESC" if newest_first else "ASC"
-        sql = f"{base} ORDER BY started {order}, call_id {order} LIMIT ?"
-        with db.lock:
-            found = db.execute(sql, [*args, int(limit or 1000)]).fetchall()
-        yield from (_call(r) for r in found)
-        return
-    after: tuple[Any, str] | None = None
-    while True:
-        sql, more = base, list(args)
-        if after is not None:
-            sql += " AND (started > ? OR (started = ? AND call_id > ?))"
-            more += [after[0], after[0], after[1]]
-        sql += " ORDER BY started, call_id LIMIT ?"
-        with db.lock:
-            batch = db.execute(sql, [*more, BATCH]).fetchall()
-        yield from (_call(r) for r in batch)
-        if len(batch) < BATCH:
-            return
-        after = (batch[-1][SELECT_START], batch[-1][0])
+#: The team's calls in a time range (the journal's own query, both engines).
+calls = calls_in
 
 
 def day_range(first: date, last: date) -> tuple[datetime, datetime]:
