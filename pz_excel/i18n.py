@@ -57,6 +57,13 @@ class UserError(Exception):
         return str(self.text)
 
 
+def excerpt(text: str, limit: int = 40) -> str:
+    """Outside text as a message quotes it: stripped, at most ``limit`` characters (a
+    pasted paragraph must not flood a one-line error)."""
+    text = (text or "").strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def tr(en: str, ru: str) -> str:
     """The current language's text, for strings fixed at import time (click's help): the
     language of a process is set before it starts (``PZ_LANG`` or the locale)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from pz_excel.agent.api import ApiError
 from pz_excel.crm import phones
-from pz_excel.i18n import Text
+from pz_excel.i18n import Text, excerpt
 from pz_excel.protocol import codec as protocol
 
 #: Longest SMS text accepted (characters): several SMS parts, the vendor's app joins them.
@@ -52,7 +52,7 @@ def check_number(number: object, area_code: str) -> str:
     """The number to send to (``+`` and the key), or ``ApiError`` 400 saying why not
     (``phones.normalize``, with the workbook's area code)."""
     raw = number if isinstance(number, str) else ""
-    shown = raw.strip() if len(raw.strip()) <= 40 else raw.strip()[:39] + "…"
+    shown = excerpt(raw)
     key = phones.normalize(raw, area_code=area_code)
     if key is None:
         raise ApiError(400, not_a_number(raw, area_code))
@@ -66,7 +66,7 @@ def check_number(number: object, area_code: str) -> str:
 
 def not_a_number(raw: str, area_code: str) -> Text:
     """Why ``raw`` is not a phone number, with the area-code rule when it is the cause."""
-    shown = raw.strip() if len(raw.strip()) <= 40 else raw.strip()[:39] + "…"
+    shown = excerpt(raw)
     if not shown:
         return Text("no phone number given", "не указан номер телефона")
     mismatch = phones.local_mismatch(raw, area_code)

@@ -359,12 +359,12 @@ def dial_problem(number: str, me: str = "", area_code: str = "") -> Text | None:
     no digits, letters or symbols besides separators and the ``доб.``/``ext`` convention,
     and ``me`` itself (a call to yourself only rings your own phone).
     """
-    from pz_excel.i18n import Text
+    from pz_excel.i18n import Text, excerpt
 
     text = (number or "").strip()
     if not text:
         return Text("no number to call", "нет номера для звонка")
-    shown = text if len(text) <= 40 else text[:39] + "…"
+    shown = excerpt(text)
     if text.startswith("="):
         return Text(
             f"'{shown}' looks like a formula, not a phone number: nothing was dialled",
