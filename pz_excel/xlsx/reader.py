@@ -17,6 +17,7 @@ Errors are ``UserError``s naming the book (bilingual).
 
 from __future__ import annotations
 
+import bisect
 import re
 import zipfile
 import zlib
@@ -130,7 +131,7 @@ def value(kind: str, v: str, sst: Sequence[str]) -> object:
     if kind == "s":
         try:
             return sst[int(v)]
-        except (ValueError, IndexError):
+        except (ValueError, LookupError):
             return None
     if kind in ("n", ""):
         return _number(v) if v else None
@@ -301,9 +302,21 @@ def shared_strings(
     top = max(wanted, default=-1) if wanted is not None else None
     if top == -1:
         return out
+    marks = sorted(wanted) if wanted is not None else []
     for text, frame in chunks(zf, info, book, None, "si"):
         base = len(out)
         if not frame.prefix:
+            if wanted is not None:
+                # A chunk holding none of the wanted strings is only counted: Excel puts a
+                # small sheet's strings after a million contacts', and decoding those to
+                # throw them away was most of a warm start.
+                n = text.count("<si")
+                at = bisect.bisect_left(marks, base)
+                if at == len(marks) or marks[at] >= base + n:
+                    out.extend([""] * n)
+                    if len(out) > top:  # type: ignore[operator]
+                        break
+                    continue
             found = _SI.findall(text)
             if len(found) == text.count("<si"):
                 if wanted is not None:
@@ -428,6 +441,14 @@ class Book:
             raise UserError(self._broken(f"{part} is missing"))
         return chunks(self.zf, info, self.name, container, item)
 
+    def strings(self, wanted: Collection[int]) -> Sequence[str]:
+        """The shared strings at ``wanted`` (by index; the others may be ""): the whole
+        table when it was read already, else only those decoded (a small sheet's cells)."""
+        if self._sst is not None:
+            return self._sst
+        info = self._info(self.sst_part) if self.sst_part else None
+        return shared_strings(self.zf, info, self.name, wanted) if info is not None else []
+
     def shared_strings(self) -> list[str]:
         if self._sst is None:
             info = self._info(self.sst_part) if self.sst_part else None
@@ -510,20 +531,35 @@ def all_rows(
     book: Book, part: str, limit: int | None = None
 ) -> list[tuple[int, dict[int, object]]]:
     """Every cell of a (small) sheet as (row, {0-based column: value}), rows without a
-    value left out: for the header search and Managers, or only the first ``limit`` rows."""
-    sst = book.shared_strings()
-    rows: list[tuple[int, dict[int, object]]] = []
+    value left out: for the header search and Managers, or only the first ``limit`` rows.
+    Its shared strings are looked up after the cells are read: only those are decoded."""
+    raw: list[tuple[int, list[tuple[int, str, str]]]] = []
+    for letters, rownum, kind, v in _small_sheet_cells(book, part, limit):
+        if not raw or raw[-1][0] != rownum:
+            raw.append((rownum, []))
+        raw[-1][1].append((col_index(letters), kind, v))
+    wanted = {int(v) for _r, cells in raw for _c, kind, v in cells
+              if kind == "s" and v.isdigit()}
+    sst = book.strings(wanted) if wanted else []
+    return [(rownum, {c: v if kind == "inlineStr" else value(kind, v, sst)
+                      for c, kind, v in cells}) for rownum, cells in raw]
+
+
+def _small_sheet_cells(book: Book, part: str, limit: int | None
+                       ) -> Iterator[tuple[str, int, str, str]]:
+    """(letters, row, type, text) of the cells with a value, in the first ``limit`` rows."""
+    rows = 0
+    last = -1
     for text, frame in book.chunks(part, "sheetData", "row"):
         for piece in _pieces(text, limit):
             for letters, rn, kind, v in _decoded(book.cells(piece, frame, part)):
                 if not v:
                     continue
                 rownum = int(rn)
-                if not rows or rows[-1][0] != rownum:
-                    if limit is not None and len(rows) >= limit:
-                        return rows
-                    rows.append((rownum, {}))
-                rows[-1][1][col_index(letters)] = v if kind == "inlineStr" else value(kind, v, sst)
-            if limit is not None and len(rows) >= limit:
-                return rows
-    return rows
+                if rownum != last:
+                    if limit is not None and rows >= limit:
+                        return
+                    rows, last = rows + 1, rownum
+                yield letters, rownum, kind, v
+            if limit is not None and rows >= limit:
+                return
