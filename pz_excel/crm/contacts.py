@@ -315,6 +315,8 @@ class ContactsWatcher:
             index, self._unsaved = self._unsaved, None
         if index is None or self._store is None:
             return False
+        # Not a workbook: the index's own file beside the journal (crm/index_store.py,
+        # temp file + rename); the workbook is only read here.
         if not self._store.save(index, cancelled=self._stopping.is_set):
             return False
         self.saves += 1
