@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench._util import percentile
+from tests.teamproc import stop_all, team_run
 
 GUID = "pz-team"
 BOUND = 5.0  # the design's failover bound (team/leader.py)
@@ -49,15 +50,6 @@ class _Logins:
     def wait_count(self, n: int, timeout: float) -> bool:
         with self._cond:
             return self._cond.wait_for(lambda: len(self.times) >= n, timeout)
-
-
-def _spawn(home: Path, url: str, db: str, contacts: Path, book: Path,
-           log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PZ_EXCEL_HOME=str(home), PZ_LANG="en")
-    return subprocess.Popen(
-        [sys.executable, "-m", "pz_excel", "team", "run", "--server", url, "--db", db,
-         "--contacts", str(contacts), "--team-book", str(book), "--listen", "127.0.0.1:0"],
-        env=env, stdin=subprocess.DEVNULL, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def _wait(pred: Callable[[], object], timeout: float, what: str) -> object:
@@ -106,7 +98,7 @@ def run(*, quick: bool = False, n: int | None = None, db: str | None = None,
         nonlocal count
         count += 1
         log = work / f"team{count}.log"
-        proc = _spawn(work / f"home{count}", srv.url, db, contacts, book, log)
+        proc = team_run(srv.url, db, contacts, book, log, home=work / f"home{count}")
         proc.log = log  # type: ignore[attr-defined]
         procs.append(proc)
         return proc
@@ -138,14 +130,7 @@ def run(*, quick: bool = False, n: int | None = None, db: str | None = None,
             out(f"  round {i:2d}: standby logged in {took:.2f} s after kill -9")
             spawn()  # the next standby
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         rows.close()
         srv.stop()
         if cluster is not None:

@@ -18,11 +18,7 @@ binaries for this run (tests/pgcluster.py), stopped at the end. Everything on lo
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +33,7 @@ from bench.bench_agent import (
     isolate_home,
     play_transfer_load,
 )
+from tests.teamproc import stop_all, team_run
 
 TEAM_GID = "pz-team"
 
@@ -45,27 +42,6 @@ def _cluster() -> Any:
     from tests.pgcluster import Cluster
 
     return Cluster().start()
-
-
-def team_process(server_url: str, dsn: str, contacts: Path, team_book: Path,
-                 extra: list[str] | None = None) -> subprocess.Popen:
-    """``pz-excel team run`` as an admin starts it, output to a log file beside the book."""
-    args = [sys.executable, "-m", "pz_excel", "team", "run", "--server", server_url,
-            "--db", dsn, "--contacts", str(contacts), "--team-book", str(team_book),
-            "--listen", "127.0.0.1:0", *(extra or [])]
-    with open(team_book.with_suffix(".log"), "w") as log:  # the child keeps its own copy
-        return subprocess.Popen(args, env=dict(os.environ, PZ_LANG="en"), stdout=log,
-                                stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)  # a clean stop, as systemd's KillSignal=SIGINT
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def bench_transfers(contacts: int, rate: float, count: int, dsn: str, folder: Path) -> dict:
@@ -77,7 +53,7 @@ def bench_transfers(contacts: int, rate: float, count: int, dsn: str, folder: Pa
     clock = WireClock()
     server = ServerThread(host="127.0.0.1", port=0, on_log=clock).start()
     started = time.perf_counter()
-    proc = team_process(server.url, dsn, book, folder / "team.xlsx")
+    proc = team_run(server.url, dsn, book, folder / "team.xlsx", folder / "team.log")
     try:
         def up() -> bool:
             if proc.poll() is not None:
@@ -90,7 +66,7 @@ def bench_transfers(contacts: int, rate: float, count: int, dsn: str, folder: Pa
         ready_s = time.perf_counter() - started
         phases = play_transfer_load(server, clock, [(rate, count)], phones)
     finally:
-        _stop(proc)
+        stop_all([proc], timeout=60)
         server.stop()
     return {"contacts": contacts, "ready_s": ready_s, "transfers": phases}
 

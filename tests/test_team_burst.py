@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from pz_excel.team.leader import read_leader
 from pz_excel.team.users import Users
 from pz_excel.tools.testserver import ServerThread
 from tests.conftest import wait_until
+from tests.teamproc import stop_all, team_run
 
 MANAGERS = [(f"Manager {n}", str(n)) for n in range(101, 121)]  # 20
 CALLS = 10_000
@@ -60,14 +60,9 @@ def _contacts(tmp_path: Path) -> tuple[Path, list[tuple[str, str]]]:
 
 def _team_run(tmp_path: Path, name: str, url: str, dsn: str, crm: Path, cert: tlscert.TeamCert
               ) -> tuple[subprocess.Popen, Path]:
-    home, log = tmp_path / f"home-{name}", tmp_path / f"team-{name}.log"
-    env = dict(os.environ, PZ_EXCEL_HOME=str(home), PZ_LANG="en")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pz_excel", "team", "run", "--server", url, "--db", dsn,
-         "--contacts", str(crm), "--team-book", str(tmp_path / "team.xlsx"),
-         "--listen", "127.0.0.1:0", "--cert", str(cert.cert), "--key", str(cert.key)],
-        env=env, stdin=subprocess.DEVNULL, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    return proc, log
+    log = tmp_path / f"team-{name}.log"
+    return team_run(url, dsn, crm, tmp_path / "team.xlsx", log, home=tmp_path / f"home-{name}",
+                    extra=["--cert", str(cert.cert), "--key", str(cert.key)]), log
 
 
 def _api_url(proc: subprocess.Popen, log: Path) -> str:
@@ -216,14 +211,7 @@ def test_ten_thousand_calls_twenty_managers_leader_killed_mid_burst(tmp_path, pg
     finally:
         for m in managers:
             m.stop()
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         server.stop()
 
 

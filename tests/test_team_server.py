@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from pz_excel.team.leader import GRACE, read_leader
 from pz_excel.team.server import LEADER, STANDBY, TeamServer
 from pz_excel.tools.testserver import ServerThread
 from tests.conftest import wait_until
+from tests.teamproc import stop_all, team_run
 
 MANAGERS = [("Anna Smirnova", "101"), ("Boris Ivanov", "102")]
 CONTACTS = [
@@ -146,16 +145,6 @@ def test_losing_the_lock_cuts_the_connector_connection(tmp_path, server, contact
 # ---------------------------------------------------------------------- two processes
 
 
-def _team_run(home: Path, url: str, db: str, contacts: Path, book: Path,
-              log: Path) -> subprocess.Popen:
-    env = dict(os.environ, PZ_EXCEL_HOME=str(home), PZ_LANG="en")
-    return subprocess.Popen(
-        [sys.executable, "-m", "pz_excel", "team", "run", "--server", url, "--db", db,
-         "--contacts", str(contacts), "--team-book", str(book), "--listen", "127.0.0.1:0"],
-        env=env, stdin=subprocess.DEVNULL, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
-
-
 def _logged_in(srv: ServerThread) -> list[str]:
     return [line for line in srv.log_lines if line.startswith("Client connected: GUID = pz-team")]
 
@@ -166,8 +155,8 @@ def test_failover_of_two_team_run_processes(tmp_path, contacts, pg_dsn):
     srv = ServerThread(host="127.0.0.1", port=0).start()
     db = pg_dsn if _journal_takes_dsn() else str(tmp_path / "team.sqlite")
     book = tmp_path / "team.xlsx"
-    procs = [_team_run(tmp_path / f"home{i}", srv.url, db, contacts, book,
-                       tmp_path / f"team{i}.log") for i in range(2)]
+    procs = [team_run(srv.url, db, contacts, book, tmp_path / f"team{i}.log",
+                      home=tmp_path / f"home{i}") for i in range(2)]
     try:
         wait_until(lambda: len(_logged_in(srv)) == 1, GRACE + 20, "one team server logged in")
         lock = sqldb.connect(db)
@@ -191,14 +180,7 @@ def test_failover_of_two_team_run_processes(tmp_path, contacts, pg_dsn):
         assert "leader: connecting to" in out
         lock.close()
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_all(procs)
         srv.stop()
 
 
