@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pz_excel"
 #: Layer of each folder; a module may import its own layer's folder and lower layers.
 RANK = {"protocol": 1, "connector": 2, "xlsx": 2, "crm": 3, "books": 4, "agent": 5,
         "excel": 6, "tools": 6, "team": 6, "cli": 7}
-SHARED = {"i18n", "paths", "locks", "__init__"}  # below every layer
+SHARED = {"i18n", "paths", "locks", "signals", "__init__"}  # below every layer
 MAX_LINES = 650  # "about 600"
 
 

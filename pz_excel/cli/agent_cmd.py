@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -23,6 +22,7 @@ from pz_excel.cli.console_log import setup_logging
 from pz_excel.cli.team_link_opts import team_click_options, team_link
 from pz_excel.connector.tls_cli import chosen_pin, tls_click_options
 from pz_excel.i18n import Text, UserError, current_lang, tr
+from pz_excel.signals import sigterm_sets
 
 log = logging.getLogger(__name__)
 
@@ -238,28 +238,13 @@ def run_command(
         lookup=lookup,
     )
     config.team = team_link(team, team_token, team_pin, config.phone)  # checked: whoami
-    agent = Agent(config).start()
-    click.echo(
-        str(
-            Text(
-                f"Agent running for extension {config.phone}, workbook {config.workbook}\n"
-                f"  connector: {config.settings.url}\n  journal:   {config.journal}\n"
-                f"  Ctrl+C stops it.",
-                f"Агент запущен: добавочный {config.phone}, книга {config.workbook}\n"
-                f"  коннектор: {config.settings.url}\n  журнал:    {config.journal}\n"
-                f"  Ctrl+C — остановить.",
-            )
-        )
-    )
-    if config.team is not None:
-        click.echo(str(Text(
-            f"  team server: {config.team.url} (routes transfers; our calls are reported)",
-            f"  командный сервер: {config.team.url} (распределяет переводы; звонки "
-            "передаются ему)",
-        )))
     done = threading.Event()
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with sigterm_sets(done):  # before the start: "connected" may bring a SIGTERM at once
+        _run_until_stopped(Agent(config).start(), config, lookup, done)
+    click.echo(str(Text("Agent stopped.", "Агент остановлен.")))
+
+
+def _run_until_stopped(agent, config, lookup: list, done: threading.Event) -> None:
     # The final state is said once, as the exit line: the log lines of it go.
     quiet = _FinalStateFilter(agent)
     loggers = [logging.getLogger(n) for n in ("pz_excel.agent.lifecycle", CONNECTOR_LOG)]
@@ -267,6 +252,24 @@ def run_command(
         logger.addFilter(quiet)
     hinted = False
     try:
+        click.echo(
+            str(
+                Text(
+                    f"Agent running for extension {config.phone}, workbook {config.workbook}\n"
+                    f"  connector: {config.settings.url}\n  journal:   {config.journal}\n"
+                    f"  Ctrl+C stops it.",
+                    f"Агент запущен: добавочный {config.phone}, книга {config.workbook}\n"
+                    f"  коннектор: {config.settings.url}\n  журнал:    {config.journal}\n"
+                    f"  Ctrl+C — остановить.",
+                )
+            )
+        )
+        if config.team is not None:
+            click.echo(str(Text(
+                f"  team server: {config.team.url} (routes transfers; our calls are reported)",
+                f"  командный сервер: {config.team.url} (распределяет переводы; звонки "
+                "передаются ему)",
+            )))
         while not done.wait(0.25):
             client = agent.client
             state = client.state if client else None
@@ -280,11 +283,9 @@ def run_command(
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         agent.stop()
         for logger in loggers:
             logger.removeFilter(quiet)
-    click.echo(str(Text("Agent stopped.", "Агент остановлен.")))
 
 
 #: The connector's logger: it warns of a close that is not retried (4008, 4009, ...),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from pz_excel.cli.agent_cmd import tls_options
 from pz_excel.cli.console_log import setup_logging
 from pz_excel.connector.tls_cli import chosen_pin, tls_click_options
 from pz_excel.i18n import Text, UserError, tr
+from pz_excel.signals import sigterm_sets
 from pz_excel.team.config import DEFAULT_LISTEN
 
 log = logging.getLogger(__name__)
@@ -143,35 +143,37 @@ def run_command(server: str, db: str, contacts: Path, team_book: Path, guid: str
     team = TeamService(config, listen=listen, certfile=certfile, keyfile=keyfile)
     url = config.agent_config().settings.url
     where = sqldb.redact(config.db)
-    team.start()
-    assert team.api is not None
-    api, pin = team.api.url, team.api.fingerprint
-    click.echo(str(Text(
-        f"Team server started (standby until it leads)\n  database:  {where}\n"
-        f"  connector: {url} as {config.guid}\n  team book: {config.team_book}\n"
-        f"  contacts:  {config.contacts}\n  team API:  {api}\n"
-        f"  API certificate SHA-256 (managers: --team-pin): {pin}\n  Ctrl+C stops it.",
-        f"Сервер команды запущен (резервный, пока не станет ведущим)\n"
-        f"  база данных: {where}\n  коннектор:   {url} как {config.guid}\n"
-        f"  книга команды: {config.team_book}\n  контакты:    {config.contacts}\n"
-        f"  API команды: {api}\n"
-        f"  SHA-256 сертификата API (менеджерам: --team-pin): {pin}\n"
-        f"  Ctrl+C — остановить.",
-    )))
     done = threading.Event()
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with sigterm_sets(done):  # before the start: a supervisor may stop us at once
+        team.start()
+        _serve_until_stopped(team, config, where, url, done)
+    team.wait(0)  # a failure on the way (a refused login) is raised here, said as one line
+    click.echo(str(Text("Team server stopped.", "Сервер команды остановлен.")))
+
+
+def _serve_until_stopped(team, config, where: str, url: str, done: threading.Event) -> None:
+    assert team.api is not None
     try:
+        api, pin = team.api.url, team.api.fingerprint
+        click.echo(str(Text(
+            f"Team server started (standby until it leads)\n  database:  {where}\n"
+            f"  connector: {url} as {config.guid}\n  team book: {config.team_book}\n"
+            f"  contacts:  {config.contacts}\n  team API:  {api}\n"
+            f"  API certificate SHA-256 (managers: --team-pin): {pin}\n  Ctrl+C stops it.",
+            f"Сервер команды запущен (резервный, пока не станет ведущим)\n"
+            f"  база данных: {where}\n  коннектор:   {url} как {config.guid}\n"
+            f"  книга команды: {config.team_book}\n  контакты:    {config.contacts}\n"
+            f"  API команды: {api}\n"
+            f"  SHA-256 сертификата API (менеджерам: --team-pin): {pin}\n"
+            f"  Ctrl+C — остановить.",
+        )))
         while not team.wait(0.25):
             if done.is_set():
                 break
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         team.stop()
-    team.wait(0)  # a failure on the way (a refused login) is raised here, said as one line
-    click.echo(str(Text("Team server stopped.", "Сервер команды остановлен.")))
 
 
 @click.command(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import ssl
 import sys
 import tempfile
@@ -15,6 +14,7 @@ import click
 from pz_excel.connector import tls as tlsutil
 from pz_excel.i18n import Text, UserError, tr
 from pz_excel.protocol import codec as protocol
+from pz_excel.signals import sigterm_sets
 from pz_excel.tools.testserver import PING_INTERVAL, ServerThread
 
 # --------------------------------------------------------------------------- CLI
@@ -230,17 +230,12 @@ def tls_context(
 
 def wait_for_interrupt(server: ServerThread) -> None:
     """Block until Ctrl+C (or SIGTERM, so `kill` also stops cleanly)."""
-    stop = threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        # A timed wait keeps Ctrl+C responsive on Windows, where a bare wait ignores it.
-        while not stop.wait(0.5) and server.running:
-            pass
+        with sigterm_sets(threading.Event()) as stop:
+            # A timed wait keeps Ctrl+C responsive on Windows, where a bare wait ignores it.
+            while not stop.wait(0.5) and server.running:
+                pass
     except KeyboardInterrupt:
         pass
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         sys.stdout.flush()
