@@ -54,16 +54,22 @@ def journal_of(home: Path) -> Path:
 
 
 def stored(journal: Path) -> tuple[list[str], set[str]]:
-    """Call IDs of the events in stored messages (in order), and of the call rows."""
+    """Call IDs of the events in stored messages (in order: the journal's, then what its
+    spool holds past the journal's mark — the next start commits those), and of the call
+    rows."""
+    from pz_excel.agent.spool import peek, spool_path
     from pz_excel.protocol import codec as protocol
 
     con = sqlite3.connect(journal)
     try:
-        ids = [m.call_id for (raw,) in con.execute("SELECT raw FROM frames ORDER BY seq")
-               for m in protocol.decode_frame(raw) if isinstance(m, protocol.Event)]
+        raws = [raw for (raw,) in con.execute("SELECT raw FROM frames ORDER BY seq")]
+        mark = con.execute("SELECT generation, upto FROM spool_mark").fetchone()
         rows = {cid for (cid,) in con.execute("SELECT call_id FROM calls")}
     finally:
         con.close()
+    raws += [raw for raw, _decided, _applied in peek(spool_path(journal), mark)]
+    ids = [m.call_id for raw in raws
+           for m in protocol.decode_frame(raw) if isinstance(m, protocol.Event)]
     return ids, rows
 
 

@@ -19,6 +19,7 @@ import pytest
 from pz_excel.agent import sqldb
 from pz_excel.agent.calllog import CallMapper
 from pz_excel.agent.journal import Journal, JournalClosed
+from pz_excel.agent.journal_schema import SCHEMA_VERSION
 from pz_excel.crm.schema import CallRow
 from pz_excel.i18n import UserError
 from pz_excel.protocol.codec import Event
@@ -140,8 +141,8 @@ def test_a_file_newer_for_older_programs_is_refused_too(tmp_path):
     path = tmp_path / "j.sqlite"
     Journal(path).close()
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 4
-    con.execute("PRAGMA user_version=5")
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     con.close()
     with pytest.raises(UserError) as exc:
         Journal(path)

@@ -274,12 +274,18 @@ class Journal:
         return self.record_frames([(raw, decided, applied)])[0]
 
     def record_frames(self, frames: Sequence[tuple[str, Sequence[tuple[Event, tuple[str, dict]]],
-                                                   bool]]) -> list[int]:
+                                                   bool]],
+                      mark: tuple[str, int] | None = None) -> list[int]:
         """``record_frame`` for several messages in arrival order, in ONE commit (a burst —
         a connector's replay of thousands of calls — costs one commit, not thousands, so a
-        transfer request behind it is stored and answered at once). Returns their seqs."""
+        transfer request behind it is stored and answered at once). Returns their seqs.
+        ``mark``: the spool's (generation, offset) these end at, kept in the same commit."""
 
         def work(con: sqldb.Db) -> list[int]:
+            if mark is not None:
+                con.execute("DELETE FROM spool_mark")
+                con.execute("INSERT INTO spool_mark(id, generation, upto) VALUES (1, ?, ?)",
+                            mark)
             seqs = []
             for raw, decided, applied in frames:
                 seqs.append(_new_seq(con, "INSERT INTO frames(at, raw, applied) VALUES (?, ?, ?)",
@@ -296,6 +302,11 @@ class Journal:
         # writer per file anyway, and a second would wait in sleeps: the shared one.
         front = self._front if self._front is not None and self._conn is not None else None
         return self._write(work, on=front) if frames else []
+
+    def spool_mark(self) -> tuple[str, int] | None:
+        """The spool's (generation, offset) the frames table holds everything up to."""
+        found = self._read("SELECT generation, upto FROM spool_mark WHERE id = 1")
+        return (str(found[0][0]), int(found[0][1])) if found else None
 
     def last_frame(self) -> int:
         """The newest stored message's seq (0: none)."""

@@ -21,7 +21,7 @@ from pz_excel.agent import sqldb, summaries
 from pz_excel.agent.checkpointer import COMMIT_CHECKPOINT_PAGES, WAL_SIZE_LIMIT
 from pz_excel.agent.journal_sql import DIALECTS
 
-SCHEMA_VERSION = 4  # 2: call_alias; 3: frames; 4: running sums (summaries.py)
+SCHEMA_VERSION = 5  # 2: call_alias; 3: frames; 4: running sums (summaries.py); 5: spool_mark
 COMPONENT = "journal"
 
 #: ``{seq}``, ``{int}``, ``{real}``, ``{date}``, ``{rowid}``: the engine's column types and
@@ -80,6 +80,14 @@ CREATE TABLE IF NOT EXISTS call_alias (
     current TEXT NOT NULL
 );
 
+-- How far the spool (agent/spool.py) is in the frames table: committed with the frames,
+-- so a replay after a crash stores none of them twice. One row.
+CREATE TABLE IF NOT EXISTS spool_mark (
+    id         {int} PRIMARY KEY,
+    generation TEXT    NOT NULL,
+    upto       {int} NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS once (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -96,7 +104,7 @@ def _run(db: sqldb.Db, script: str) -> None:
 
 
 def _step(version: int) -> Callable[[sqldb.Db], None]:
-    """Versions 1..3 only added tables, so any of them is brought to 3 by the base script
+    """Versions 1..3 and 5 only added tables, so the base script brings a journal to them
     (IF NOT EXISTS throughout); 4 adds the running sums and adds up what is there."""
 
     def step(db: sqldb.Db) -> None:

@@ -401,7 +401,6 @@ class Agent(ApiHandlers):
     def _decide_transfer(self, event: protocol.Event) -> tuple[Decision, tuple[str, dict]]:
         """On the reading thread: whose call it is (a few dictionary lookups), and the
         journal entry that records it with the request, in the message's one commit."""
-        self._seen(event)
         if self.config.team is not None:  # the team server routes: no answer from here
             decision = Decision(event.call_id, event.from_, "", TEAM_ROUTES, None, "team-server")
             return decision, ("decision", {"caller": decision.caller, "to": "",
@@ -427,7 +426,9 @@ class Agent(ApiHandlers):
         return self.client.transfer_async(event.call_id, decision.to)
 
     def _transfer_answered(self, event: protocol.Event, decision: Decision, sent: Any) -> None:
-        """``pz-transfers``: what is said about a transfer once it is on its way."""
+        """``pz-transfers``: what is said about a transfer once it is on its way (and the
+        status's last event: not on the reading thread, where a caller waits)."""
+        self._seen(event)
         log.info(
             "%s",
             Text(

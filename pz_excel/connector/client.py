@@ -367,7 +367,16 @@ class ConnectorClient:
             state = self._states.current
         if conn is None:  # dropped while the XML was being built
             return str(rid), _failed(ConnectorError(not_connected_text(state)))
-        run.wake()
+        if threading.current_thread() is run.thread:
+            # From the reading thread (a transfer in the frame hook): out now, not queued
+            # behind the threads this message wakes (they took the GIL at the write).
+            try:
+                self._flush_outbox(conn)
+            except Exception:  # the loop meets the broken socket next and ends the connection
+                log.debug("send from the reading thread failed", exc_info=True)
+                run.wake()
+        else:
+            run.wake()
         return str(rid), fut
 
     def _abandon(
