@@ -71,6 +71,8 @@ def test_a_start_after_a_crash_stores_the_spool_once(tmp_path):
     spool.close()
     assert [e[0] for e in peek(spool_path(path), journal.spool_mark())] == [
         frame((1, "7")), frame((4, "8"))]
+    journal.close()
+    journal = Journal(path)  # the next start
 
     applied: list[str] = []
     path_ = EventPath(journal, Inbox(), apply=lambda e, f: applied.append(e.call_id),
@@ -118,3 +120,23 @@ def test_the_answer_does_not_wait_for_a_locked_journal(spooled_agent, server):
     with Journal(journal_file) as j:
         wait_until(lambda: j.entries(kind="decision", call_id="4242"), 10,
                    "the decision in the journal once the lock is gone")
+
+
+def test_a_spool_beside_a_new_journal_is_not_replayed_into_it(tmp_path):
+    """The user moved a damaged journal away (as its error message suggests): what the
+    spool beside it holds may already be in that file, so it does not go into the new one."""
+    path = tmp_path / "j.sqlite"
+    spool = Spool(spool_path(path))
+    spool.append([(frame((2, "9")), [], False)])
+    spool.close()
+    journal = Journal(path)  # a new file
+    lane = EventPath(journal, Inbox(), apply=lambda e, f: None,
+                     decide=lambda e: (None, ("decision", {})), send=lambda e, d: None,
+                     answered=lambda *a: None)
+    lane.start()
+    try:
+        assert sqlite3.connect(path).execute("SELECT count(*) FROM frames").fetchone()[0] == 0
+        assert peek(spool_path(path), None) == []
+    finally:
+        lane.stop()
+        journal.close()

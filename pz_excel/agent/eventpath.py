@@ -132,6 +132,10 @@ class EventPath:
             return
         try:
             entries, end = spool.pending(self._journal.spool_mark())
+            if entries and self._journal.fresh:  # the journal was moved away: not its own
+                log.warning("%d messages in %s belong to a journal no longer there: "
+                            "not stored", len(entries), spool.path)
+                entries = []
             if entries:
                 self._journal.record_frames([_from_spool(e) for e in entries],
                                             mark=(spool.generation, end))

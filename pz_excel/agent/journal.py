@@ -94,6 +94,9 @@ class Journal:
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
         self._checkpointer: Checkpointer | None = None
+        #: A journal file made just now: a spool left beside it belonged to another one.
+        self.fresh = self.path is not None and not (
+            self.path.exists() and self.path.stat().st_size > 0)
         try:
             db = sqldb.connect(str(path) if dsn else self.path)  # type: ignore[arg-type]
         except (sqlite3.Error, OSError) as exc:
@@ -619,7 +622,7 @@ class Journal:
                     size = int(db.one(self._sql.size) or 0)
                 except Exception:  # noqa: BLE001 - a figure for a status line only
                     size = 0
-        for suffix in ("", "-wal", "-shm") if self.path is not None else ():
+        for suffix in ("", "-wal", "-shm", "-spool") if self.path is not None else ():
             try:
                 size += Path(f"{self.path}{suffix}").stat().st_size
             except OSError:

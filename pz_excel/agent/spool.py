@@ -43,9 +43,11 @@ class Spool:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        # O_BINARY: Windows would otherwise turn every "\n" written into "\r\n".
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
+        self._fd = os.open(path, flags, 0o600)
         try:
-            head = os.pread(self._fd, _HEADER, 0)
+            head = self._read_locked(_HEADER)
             if len(head) == _HEADER and head.startswith(MAGIC) and head.endswith(b"\n"):
                 self.generation = head[len(MAGIC):-1].decode("ascii")
             else:  # new, or no valid header: nothing in it can be read back anyway
@@ -85,7 +87,7 @@ class Spool:
         """Records not covered by the journal's ``mark`` (its last committed generation and
         offset), and the offset they end at; stops at the first damaged record."""
         with self._lock:
-            data = os.pread(self._fd, self._size, 0)
+            data = self._read_locked(self._size)
         return _records(data, mark)
 
     def reset(self) -> None:
@@ -98,6 +100,19 @@ class Spool:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
+
+    def _read_locked(self, size: int) -> bytes:
+        """The file's first ``size`` bytes (no ``os.pread``: Windows has none; appends go to
+        the end whatever the position, O_APPEND)."""
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        chunks, left = [], size
+        while left > 0:
+            chunk = os.read(self._fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
 
     def _fresh_locked(self) -> None:
         """Cut the file back to a header with a new generation (all of it is committed)."""

@@ -42,7 +42,7 @@ def run_demo(directory: Path, lang: str, console: Console, contacts: int = 300) 
     os.environ["PZ_EXCEL_HOME"] = str(directory / "state")  # demo state stays in its folder
     book = directory / "pz-excel-demo.xlsx"
     journal = directory / "state" / "demo-journal.sqlite"
-    for stale in (book, journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")):
+    for stale in (book, journal, *(Path(f"{journal}{s}") for s in ("-wal", "-shm", "-spool"))):
         stale.unlink(missing_ok=True)
 
     ru = lang == "ru"
