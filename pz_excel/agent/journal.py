@@ -349,18 +349,10 @@ class Journal:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Log entries in order: seq, at (local ISO), kind, call_id, event_type, payload, raw."""
-        where, args = ["seq > ?"], [since_seq]
-        if kind is not None:
-            where.append("kind = ?")
-            args.append(kind)
-        if call_id is not None:
-            where.append("call_id = ?")
-            args.append(call_id)
-        sql = (
-            "SELECT seq, at, kind, call_id, event_type, payload, raw FROM log WHERE "
-            + " AND ".join(where)
-            + " ORDER BY seq"
-        )
+        clause, args = sqldb.where(("seq > ?", since_seq), ("kind = ?", kind),
+                                   ("call_id = ?", call_id))
+        sql = ("SELECT seq, at, kind, call_id, event_type, payload, raw FROM log"
+               + clause + " ORDER BY seq")
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from pz_excel.agent.sqldb import POSTGRESQL, SQLITE, Db
+from pz_excel.agent.sqldb import POSTGRESQL, SQLITE, Db, where
 from pz_excel.crm.schema import CallRow
 
 CALL_COLS = (
@@ -163,17 +163,10 @@ def call_filters(number_key: str | None = None, since: datetime | None = None,
                  ) -> tuple[str, list[Any]]:
     """`` WHERE …`` and its arguments for the calls table: one client (its normalised
     number), started in ``[since, until)``, a status, an owner (casefolded), an extension."""
-    where: list[str] = []
-    args: list[Any] = []
-    for clause, value in (("client_key = ?", number_key), ("started >= ?", iso(since)),
-                          ("started < ?", iso(until)), ("status = ?", status),
-                          ("owner_key = ?", owner.strip().casefold() if owner is not None
-                           else None),
-                          ("extension = ?", extension)):
-        if value is not None:
-            where.append(clause)
-            args.append(value)
-    return (" WHERE " + " AND ".join(where)) if where else "", args
+    return where(("client_key = ?", number_key), ("started >= ?", iso(since)),
+                 ("started < ?", iso(until)), ("status = ?", status),
+                 ("owner_key = ?", owner.strip().casefold() if owner is not None else None),
+                 ("extension = ?", extension))
 
 
 #: Rows a long read fetches at a time (``calls_in``): an export never holds a year at once.

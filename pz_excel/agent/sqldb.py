@@ -32,6 +32,15 @@ def is_dsn(target: object) -> bool:
     return isinstance(target, str) and target.lower().startswith(_DSN_PREFIXES)
 
 
+def where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """`` WHERE …`` (or "") and its arguments from ``(clause, value)`` pairs; a pair whose
+    value is None is left out — the optional filters of a query, in one place."""
+    kept = [(clause, value) for clause, value in conditions if value is not None]
+    if not kept:
+        return "", []
+    return " WHERE " + " AND ".join(c for c, _v in kept), [v for _c, v in kept]
+
+
 def redact(target: object) -> str:
     """A DSN fit for a log line or a message: the password, if any, replaced by ``***``."""
     text = str(target)

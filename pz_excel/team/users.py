@@ -195,17 +195,9 @@ class Users:
     def audit_log(self, *, extension: str | None = None, action: str | None = None,
                   limit: int = 100) -> list[AuditEntry]:
         """The newest audit rows first."""
-        where, args = [], []
-        if extension is not None:
-            where.append("extension = ?")
-            args.append(extension)
-        if action is not None:
-            where.append("action = ?")
-            args.append(action)
-        sql = "SELECT id, at, extension, action, number, result, detail FROM team_audit"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
+        clause, args = sqldb.where(("extension = ?", extension), ("action = ?", action))
+        sql = ("SELECT id, at, extension, action, number, result, detail FROM team_audit"
+               + clause + " ORDER BY id DESC LIMIT ?")
         with self.db.lock:
             rows = self.db.execute(sql, [*args, int(limit)]).fetchall()
         return [AuditEntry(*r) for r in rows]
