@@ -35,81 +35,75 @@ def _lock_pid(dsn: str, app: str = "pz-excel team leader") -> list[int]:
         db.close()
 
 
+@pytest.fixture
+def pair(pg_dsn):
+    """Two servers' leaderships on one PostgreSQL, "a" first; released after the test."""
+    stop = threading.Event()
+    a = Leadership(pg_dsn, holder="a", api_address="10.0.0.1:10190")
+    b = Leadership(pg_dsn, holder="b")
+    yield stop, a, b
+    stop.set()
+    a.release()
+    b.release()
+
+
 def test_fencing_numbers_hold():
     assert GRACE > NOTICE + leader_mod.FENCE_CLOSE
     assert leader_mod.POLL + GRACE < 4.0  # room under the 5 s failover bound
 
 
-def test_two_on_one_postgresql_exactly_one_holds_and_a_killed_session_fails_over(pg_dsn):
-    stop = threading.Event()
-    a = Leadership(pg_dsn, holder="a", api_address="10.0.0.1:10190")
-    b = Leadership(pg_dsn, holder="b")
-    try:
-        assert a.acquire(stop) is True
-        assert a.held.is_set()
-        seen: list = []
-        t = _standby(b, stop, seen)
-        # b waits, and is told who leads (a's row)
-        wait_until(lambda: any(getattr(x, "holder", None) == "a" for x in seen), 5, "on_wait")
-        assert not b.held.is_set() and t.is_alive()
-        assert len(_lock_pid(pg_dsn)) == 1
-        db = sqldb.connect(pg_dsn)
-        info = read_leader(db)
-        assert info is not None and info.holder == "a" and info.api == "10.0.0.1:10190"
-        # the heartbeat moves
-        first = info.heartbeat
-        wait_until(lambda: read_leader(db).heartbeat > first, 4, "heartbeat")
-        # kill a's lock session from a third connection
-        (pid,) = _lock_pid(pg_dsn)
-        killed = time.monotonic()
-        db.execute("SELECT pg_terminate_backend(?)", (pid,))
-        assert a.lost.wait(NOTICE + 0.5), "a did not notice it lost the lock"
-        noticed = time.monotonic() - killed
-        assert not a.held.is_set()
-        wait_until(lambda: b.held.is_set(), 5, "b takes over")
-        took = time.monotonic() - killed
-        assert noticed <= NOTICE + 0.2 and took < 2.0, (noticed, took)
-        t.join(2)
-        assert seen[-1] is True
-        wait_until(lambda: read_leader(db).holder == "b", 3, "b's row")
-        assert len(_lock_pid(pg_dsn)) == 1
-        db.close()
-    finally:
-        stop.set()
-        a.release()
-        b.release()
+def test_two_on_one_postgresql_exactly_one_holds_and_a_killed_session_fails_over(pair, pg_dsn):
+    stop, a, b = pair
+    assert a.acquire(stop) is True
+    assert a.held.is_set()
+    seen: list = []
+    t = _standby(b, stop, seen)
+    # b waits, and is told who leads (a's row)
+    wait_until(lambda: any(getattr(x, "holder", None) == "a" for x in seen), 5, "on_wait")
+    assert not b.held.is_set() and t.is_alive()
+    assert len(_lock_pid(pg_dsn)) == 1
+    db = sqldb.connect(pg_dsn)
+    info = read_leader(db)
+    assert info is not None and info.holder == "a" and info.api == "10.0.0.1:10190"
+    # the heartbeat moves
+    first = info.heartbeat
+    wait_until(lambda: read_leader(db).heartbeat > first, 4, "heartbeat")
+    # kill a's lock session from a third connection
+    (pid,) = _lock_pid(pg_dsn)
+    killed = time.monotonic()
+    db.execute("SELECT pg_terminate_backend(?)", (pid,))
+    assert a.lost.wait(NOTICE + 0.5), "a did not notice it lost the lock"
+    noticed = time.monotonic() - killed
+    assert not a.held.is_set()
+    wait_until(lambda: b.held.is_set(), 5, "b takes over")
+    took = time.monotonic() - killed
+    assert noticed <= NOTICE + 0.2 and took < 2.0, (noticed, took)
+    t.join(2)
+    assert seen[-1] is True
+    wait_until(lambda: read_leader(db).holder == "b", 3, "b's row")
+    assert len(_lock_pid(pg_dsn)) == 1
+    db.close()
 
 
-def test_a_clean_release_hands_over_and_removes_the_row(pg_dsn):
-    stop = threading.Event()
-    a, b = Leadership(pg_dsn, holder="a"), Leadership(pg_dsn, holder="b")
-    try:
-        assert a.acquire(stop)
-        seen: list = []
-        t = _standby(b, stop, seen)
-        a.release()
-        wait_until(lambda: b.held.is_set(), 3, "b leads after a's release")
-        t.join(2)
-        assert not a.lost.is_set()  # a release is not a loss
-    finally:
-        stop.set()
-        a.release()
-        b.release()
+def test_a_clean_release_hands_over_and_removes_the_row(pair):
+    stop, a, b = pair
+    assert a.acquire(stop)
+    seen: list = []
+    t = _standby(b, stop, seen)
+    a.release()
+    wait_until(lambda: b.held.is_set(), 3, "b leads after a's release")
+    t.join(2)
+    assert not a.lost.is_set()  # a release is not a loss
 
 
-def test_acquire_returns_false_when_stopped(pg_dsn):
-    stop = threading.Event()
-    a, b = Leadership(pg_dsn, holder="a"), Leadership(pg_dsn, holder="b")
-    try:
-        assert a.acquire(stop)
-        seen: list = []
-        t = _standby(b, stop, seen)
-        stop.set()
-        t.join(3)
-        assert not t.is_alive() and seen[-1] is False
-    finally:
-        a.release()
-        b.release()
+def test_acquire_returns_false_when_stopped(pair):
+    stop, a, b = pair
+    assert a.acquire(stop)
+    seen: list = []
+    t = _standby(b, stop, seen)
+    stop.set()
+    t.join(3)
+    assert not t.is_alive() and seen[-1] is False
 
 
 def test_unreachable_database_is_a_user_error():
