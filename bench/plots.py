@@ -77,11 +77,7 @@ def draw(samples: dict[str, list[float]], rss: list[tuple[int, float]], contacts
     ax.set_title(f"Caller's wait at 50 requests/s, {contacts:,} contacts")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    path = folder / "e2e_cdf_vs_floor.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    made.append(path)
-    plt.close(fig)
+    made.append(_save(plt, fig, folder / "e2e_cdf_vs_floor.png"))
     if rss:
         fig, ax = plt.subplots(figsize=(7, 4))
         ax.plot([r for r, _ in rss], [m for _, m in rss], marker="o", label="as built")
@@ -94,12 +90,16 @@ def draw(samples: dict[str, list[float]], rss: list[tuple[int, float]], contacts
         ax.set_title("Memory against the log's size")
         ax.grid(True, alpha=0.3)
         ax.legend()
-        path = folder / "rss_vs_log.png"
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        made.append(path)
-        plt.close(fig)
+        made.append(_save(plt, fig, folder / "rss_vs_log.png"))
     return made
+
+
+def _save(plt, fig, path: Path) -> Path:
+    """One picture as docs/ keeps them (laid out, 110 dpi), its figure freed."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
