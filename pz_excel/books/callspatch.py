@@ -47,9 +47,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from openpyxl.utils.cell import column_index_from_string, get_column_letter
-from openpyxl.utils.datetime import MAC_EPOCH, WINDOWS_EPOCH, to_excel
-
 from pz_excel.crm.schema import CALLS, WORDS, CallRow, Column, cell_text, word
 from pz_excel.i18n import Text, UserError, current_lang
 from pz_excel.xlsx.cells import (
@@ -65,6 +62,13 @@ from pz_excel.xlsx.header import HeaderNotFound, find_header
 from pz_excel.xlsx.package import Package
 from pz_excel.xlsx.ranges import TablePart, extend_ranges, merged_below
 from pz_excel.xlsx.reader import shared_strings
+from pz_excel.xlsx.refs import (
+    MAC_EPOCH,
+    WINDOWS_EPOCH,
+    column_index_from_string,
+    get_column_letter,
+    to_excel,
+)
 from pz_excel.xlsx.rels import read_rels, rels_part_of
 from pz_excel.xlsx.rowindex import RowIndex
 from pz_excel.xlsx.segments import Blocks, CachedDeflate, Strings, return_freed_memory

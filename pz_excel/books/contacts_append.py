@@ -20,8 +20,6 @@ import re
 import zipfile
 from dataclasses import dataclass
 
-from openpyxl.utils.cell import column_index_from_string, get_column_letter
-
 from pz_excel.books.callspatch import CallsPatch
 from pz_excel.crm.contact_build import columns_missing, sheet_missing
 from pz_excel.crm.schema import CONTACTS
@@ -30,6 +28,7 @@ from pz_excel.xlsx.cells import HEADER_SCAN_ROWS
 from pz_excel.xlsx.header import HeaderNotFound, find_header
 from pz_excel.xlsx.ranges import TablePart, extend_ranges, merged_below
 from pz_excel.xlsx.reader import shared_strings
+from pz_excel.xlsx.refs import column_index_from_string, get_column_letter
 from pz_excel.xlsx.segments import CachedDeflate
 from pz_excel.xlsx.sheetlinks import CellValue
 from pz_excel.xlsx.sheetrows import (

@@ -92,7 +92,7 @@ def _table_of(sheet_name: str, tables: Sequence[Sheet]) -> Sheet | None:
 
 
 def _address(sheet: str, row: int, col: int) -> str:
-    from openpyxl.utils import get_column_letter
+    from pz_excel.xlsx.refs import get_column_letter
 
     return f"{sheet}!{get_column_letter(col)}{row}"
 

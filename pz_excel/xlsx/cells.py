@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from pz_excel.xlsx.refs import ILLEGAL_CHARACTERS_RE
 
 #: Characters that make Excel (or a CSV export opened in it) evaluate a cell.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

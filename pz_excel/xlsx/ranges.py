@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lxml import etree
-from openpyxl.utils.cell import get_column_letter, range_boundaries
 
+from pz_excel.xlsx.refs import get_column_letter, range_boundaries
 from pz_excel.xlsx.segments import CachedDeflate
 from pz_excel.xlsx.sheetrows import DIMENSION, REF_ATTR, top_level
 from pz_excel.xlsx.xmltext import SML

@@ -12,8 +12,7 @@ import itertools
 import re
 from collections.abc import Iterator
 
-from openpyxl.utils.cell import column_index_from_string
-
+from pz_excel.xlsx.refs import column_index_from_string
 from pz_excel.xlsx.segments import Splitter
 from pz_excel.xlsx.xmltext import rich_text, unescape
 from pz_excel.xlsx.zipio import Unsupported

@@ -12,10 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from openpyxl.utils.cell import get_column_letter
-from openpyxl.utils.datetime import WINDOWS_EPOCH, to_excel
-
 from pz_excel.xlsx.cells import safe_text
+from pz_excel.xlsx.refs import WINDOWS_EPOCH, get_column_letter, to_excel
 from pz_excel.xlsx.xmltext import MAIN_NS, REL_NS, esc_attr, esc_text
 
 Value = str | int | float | date | datetime | timedelta | None

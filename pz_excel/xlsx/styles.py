@@ -6,12 +6,12 @@ import copy
 from typing import TYPE_CHECKING
 
 from lxml import etree
-from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format
 
 from pz_excel.xlsx.cells import (
     DATE_FORMATS,
     LINK_COLOR,
 )
+from pz_excel.xlsx.refs import BUILTIN_DATE_FORMATS, is_date_format
 from pz_excel.xlsx.xmltext import SML, parse_xml, xml_bytes
 from pz_excel.xlsx.zipio import Unsupported
 
@@ -74,7 +74,8 @@ class Styles:
 
     def number_format(self, s: int) -> str:
         fmt_id = int(self.xf(s).get("numFmtId") or 0)
-        return self.numfmts.get(fmt_id, BUILTIN_FORMATS.get(fmt_id, "General"))
+        # a built-in format that shows no date reads as "General": all we ask is "a date?"
+        return self.numfmts.get(fmt_id, BUILTIN_DATE_FORMATS.get(fmt_id, "General"))
 
     def derive(self, s: int, *, text_format: bool = False, date: bool = False,
                quote: bool | None = None, link: bool | None = None) -> int:
