@@ -168,7 +168,15 @@ class AgentProcess:
         return Path(next(a.journal for a in running_agents() if a.pid == self.proc.pid))
 
     def rss_mb(self) -> float:
-        return self.ps.memory_info().rss / 2**20
+        """The agent's memory with its children's (the book's process, bookproc)."""
+        procs = [self.ps, *self.ps.children(recursive=True)]
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:  # a child that ended meanwhile
+                pass
+        return total / 2**20
 
     def stop(self, graceful: bool = True) -> None:
         """``graceful``: POST /stop (final save included); else SIGTERM then SIGKILL."""

@@ -53,6 +53,9 @@ class UserError(Exception):
         self.text = text
         self.exit_code = exit_code
 
+    def __reduce__(self):  # whole (both languages) when pickled, e.g. from the book process
+        return type(self), (self.text, self.exit_code)
+
     def __str__(self) -> str:
         return str(self.text)
 

@@ -21,6 +21,7 @@ to the same normalised number, answered or not — so ``PZ_MISSED()`` and the sh
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -340,47 +341,48 @@ def _widths(g: Grid) -> dict[int, float]:
 
 def writer(fig: Figures, now: datetime | None = None) -> Callable[[CallsPatch], None]:
     """The Dashboard's edit of a workbook for ``FileBook.write_parts``: the sheet, its
-    drawing and charts, in the book's language; our old ones replaced."""
+    drawing and charts, in the book's language; our old ones replaced. A partial of a
+    module function, not a closure: it is pickled to the book's own process (bookproc)."""
+    return functools.partial(_place, fig, now)
 
-    def place(patch: CallsPatch) -> None:
-        pkg, styles = patch.package, patch.styles
-        assert pkg is not None and styles is not None
-        lang = patch.lang
-        grid, charts, anchors = layout(fig, lang, now)
-        specs = style_specs(lang)
-        title = sheet_title(lang)
-        entry = pkg.find(NAMES)
-        if entry is None:
-            entry = pkg.add_sheet(title, pkg.free_name("xl/worksheets/sheet{}.xml"))
-        elif entry.title != title:
-            pkg.rename_sheet(entry, title)
-        # What hung off our old sheet (its drawing, charts, their rels) goes; names reused.
-        drawings = [t for _i, kind, t in pkg.relationships(entry.part) if kind == REL_DRAWING]
-        old_charts = [t for d in drawings for _i, kind, t in pkg.relationships(d)
-                      if kind == REL_CHART]
-        for part in (*drawings, *old_charts):
-            pkg.remove(part)
-            pkg.remove(rels_part_of(part))
-        drawing = drawings[0] if drawings else pkg.free_name("xl/drawings/drawing{}.xml")
-        names: list[str] = []
-        for i in range(len(charts)):
-            name = old_charts[i] if i < len(old_charts) else None
-            if name is None or name in names:
-                name = pkg.free_name("xl/charts/chart{}.xml")
-            names.append(name)
-            pkg.put(name, chart_xml(charts[i]), CT_CHART)
-        for i, anchor in enumerate(anchors, start=1):
-            anchor.rid = f"rId{i}"
-        pkg.put(drawing, drawing_xml(anchors), CT_DRAWING)
-        folder = posixpath.dirname(drawing)
-        pkg.put(rels_part_of(drawing), new_rels(
-            [(f"rId{i}", REL_CHART, posixpath.relpath(n, folder))
-             for i, n in enumerate(names, start=1)]))
-        grid.drawing_rid = "rId1"
-        pkg.put(rels_part_of(entry.part), new_rels(
-            [("rId1", REL_DRAWING, posixpath.relpath(drawing, posixpath.dirname(entry.part)))]))
-        pkg.put(entry.part, worksheet_xml(grid, lambda name: styles.make(**specs[name]),
-                                          patch.epoch), CT_WORKSHEET)
-        pkg.ensure_rels_default()
 
-    return place
+def _place(fig: Figures, now: datetime | None, patch: CallsPatch) -> None:
+    pkg, styles = patch.package, patch.styles
+    assert pkg is not None and styles is not None
+    lang = patch.lang
+    grid, charts, anchors = layout(fig, lang, now)
+    specs = style_specs(lang)
+    title = sheet_title(lang)
+    entry = pkg.find(NAMES)
+    if entry is None:
+        entry = pkg.add_sheet(title, pkg.free_name("xl/worksheets/sheet{}.xml"))
+    elif entry.title != title:
+        pkg.rename_sheet(entry, title)
+    # What hung off our old sheet (its drawing, charts, their rels) goes; names reused.
+    drawings = [t for _i, kind, t in pkg.relationships(entry.part) if kind == REL_DRAWING]
+    old_charts = [t for d in drawings for _i, kind, t in pkg.relationships(d)
+                  if kind == REL_CHART]
+    for part in (*drawings, *old_charts):
+        pkg.remove(part)
+        pkg.remove(rels_part_of(part))
+    drawing = drawings[0] if drawings else pkg.free_name("xl/drawings/drawing{}.xml")
+    names: list[str] = []
+    for i in range(len(charts)):
+        name = old_charts[i] if i < len(old_charts) else None
+        if name is None or name in names:
+            name = pkg.free_name("xl/charts/chart{}.xml")
+        names.append(name)
+        pkg.put(name, chart_xml(charts[i]), CT_CHART)
+    for i, anchor in enumerate(anchors, start=1):
+        anchor.rid = f"rId{i}"
+    pkg.put(drawing, drawing_xml(anchors), CT_DRAWING)
+    folder = posixpath.dirname(drawing)
+    pkg.put(rels_part_of(drawing), new_rels(
+        [(f"rId{i}", REL_CHART, posixpath.relpath(n, folder))
+         for i, n in enumerate(names, start=1)]))
+    grid.drawing_rid = "rId1"
+    pkg.put(rels_part_of(entry.part), new_rels(
+        [("rId1", REL_DRAWING, posixpath.relpath(drawing, posixpath.dirname(entry.part)))]))
+    pkg.put(entry.part, worksheet_xml(grid, lambda name: styles.make(**specs[name]),
+                                      patch.epoch), CT_WORKSHEET)
+    pkg.ensure_rels_default()

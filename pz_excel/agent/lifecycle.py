@@ -31,7 +31,7 @@ from pz_excel.agent.teamlink import TeamLink
 from pz_excel.agent.teamreport import TeamReporter
 from pz_excel.agent.writer import flush_dirty
 from pz_excel.books import BookLocked, BookUnpatchable, CallsBook
-from pz_excel.books.filebook import FileBook
+from pz_excel.books.bookproc import FileBookProcess
 from pz_excel.books.switch import SwitchingBook
 from pz_excel.connector.client import ConnectionState, ConnectorClient, TlsOptions
 from pz_excel.crm import phones
@@ -209,6 +209,7 @@ class Agent(ApiHandlers):
         self.journal = Journal(
             cfg.journal, normalize=functools.partial(phones.normalize, area_code=cfg.area_code)
         )
+        self.book = self._open_book()  # a file book's process reads it beside the contacts
         # Contacts first: a bad workbook is a user error before we touch the network.
         self.watcher = ContactsWatcher(
             cfg.contacts or cfg.workbook,
@@ -224,7 +225,6 @@ class Agent(ApiHandlers):
         # The call-row mapping is given the contacts (the crm layer), not a callback into
         # the agent: journal → calllog → contacts, one way down.
         self.mapper = CallMapper(lookup=self.watcher.name_and_owner)
-        self.book = self._open_book()
         self._prepare_book()
         self.client = ConnectorClient(
             cfg.settings,
@@ -316,7 +316,10 @@ class Agent(ApiHandlers):
         if self._book_factory is not None:
             return self._book_factory()
         path = self.config.workbook
-        return SwitchingBook(path, lambda: FileBook(path))
+        # The file is written by a process of its own (bookproc: a save must not hold the
+        # interpreter lock the caller's answer needs); it starts reading the book now.
+        first = [FileBookProcess(path)]
+        return SwitchingBook(path, lambda: first.pop() if first else FileBookProcess(path))
 
     def _prepare_book(self) -> None:
         """A missing Calls sheet is added now, before we connect: the user sees it at once

@@ -27,6 +27,9 @@ class BookLocked(Exception):
         self.text = text
         self.lock_path = lock_path
 
+    def __reduce__(self):  # whole, across the book process's pipe (bookproc)
+        return type(self), (self.text, self.lock_path)
+
     def __str__(self) -> str:
         return str(self.text)
 
@@ -39,6 +42,9 @@ class BookUnpatchable(Exception):
     def __init__(self, text: Text):
         super().__init__(text.en)
         self.text = text
+
+    def __reduce__(self):  # whole, across the book process's pipe (bookproc)
+        return type(self), (self.text,)
 
     def __str__(self) -> str:
         return str(self.text)
