@@ -9,6 +9,7 @@ at any point loses nothing that was received, and a restart writes what was pend
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import threading
 import time
@@ -80,6 +81,12 @@ class AgentConfig:
     desktop: bool = True
     #: Where the contacts index is kept between runs (default: beside the journal file).
     index_store: Path | None = None
+    #: For a process that is only this agent (``run``, ``team run``): what is alive once
+    #: the contacts are loaded is frozen out of the garbage collector's full passes. Such a
+    #: pass walks every live object (modules, code, the libraries') holding the interpreter
+    #: lock: 25 ms measured, a caller's answer stalled behind it. Not for a process that
+    #: hosts agents among other things (tests): its garbage would stay.
+    freeze_gc: bool = False
     settings: protocol.ConnectSettings = field(init=False)
 
     def __post_init__(self) -> None:
@@ -172,6 +179,8 @@ class Agent(ApiHandlers):
         except BaseException:
             self.stop()
             raise
+        if cfg.freeze_gc:
+            gc.freeze()  # what start-up made lives as long as we do (see AgentConfig)
         return self
 
     def _take_connector_identity(self) -> None:
@@ -351,6 +360,8 @@ class Agent(ApiHandlers):
             empty = empty_contacts_warning(len(index), self.config.fallback)
             if empty is not None:
                 log.warning("%s", empty)
+            if self.config.freeze_gc:
+                gc.freeze()  # the new index is long-lived: out of the full passes
         for warning in index.warnings[:20] if error is None else ():
             log.warning("%s", warning)
 

@@ -238,6 +238,7 @@ def run_command(
         lookup=lookup,
     )
     config.team = team_link(team, team_token, team_pin, config.phone)  # checked: whoami
+    config.freeze_gc = True  # this process is only the agent (see AgentConfig.freeze_gc)
     done = threading.Event()
     with sigterm_sets(done):  # before the start: "connected" may bring a SIGTERM at once
         _run_until_stopped(Agent(config).start(), config, lookup, done)

@@ -136,7 +136,7 @@ def run_command(server: str, db: str, contacts: Path, team_book: Path, guid: str
         server=server, db=db, contacts=contacts, team_book=team_book, guid=guid,
         password=find_password(server, guid, password_env).password,
         tls=tls_options(chosen_pin(pin_sha256, pin_alias), legacy_tls, ca_file),
-        area_code=area_code, fallback=fallback,
+        area_code=area_code, fallback=fallback, freeze_gc=True,  # a process of its own
     )
     if bool(certfile) != bool(keyfile):
         raise UserError(Text("--cert and --key go together", "--cert и --key задаются вместе"))

@@ -37,6 +37,7 @@ class TeamConfig:
     api_address: str = ""  # told to standbys and desktop agents through team_leader
     lang: str | None = None
     save_interval: float = 1.0
+    freeze_gc: bool = False  # AgentConfig.freeze_gc: set by ``team run``, its own process
 
     def __post_init__(self) -> None:
         self.db = str(self.db)
@@ -79,6 +80,7 @@ class TeamConfig:
             broadcast_mask=ALL_EVENTS,
             desktop=False,
             index_store=self.index_store,
+            freeze_gc=self.freeze_gc,
         )
 
     @property
