@@ -130,7 +130,7 @@ def run(
         f"{'scan p50':>11} {'scan p99':>11} {'× p50':>10} {'× p99':>10}"
     )
     for size in sizes:
-        scan_samples = max(3, min(200, (2 if quick else 5) * 1_000_000 // size))
+        scan_samples = max(3, min(200, (1 if quick else 5) * 1_000_000 // size))
         r = bench_decisions(size, samples=samples, scan_samples=scan_samples)
         decisions.append(r)
         out(

@@ -111,7 +111,7 @@ def run(*, quick: bool = False, out: Callable[[str], None] = print) -> dict:
         with tempfile.TemporaryDirectory(prefix="pz-bench-team-") as tmp:
             folder = Path(tmp)
             results["transfers"] = bench_transfers(contacts, 200.0, count, dsn, folder)
-            results["ingest"] = bench_ingest(1_500 if quick else 30_000, cluster.dsn(), folder)
+            results["ingest"] = bench_ingest(500 if quick else 30_000, cluster.dsn(), folder)
         if not quick:  # (the test suite kills a leader too: tests/test_team_server.py)
             from bench import bench_failover
 
