@@ -119,6 +119,8 @@ class FileBookProcess(BookDefaults):
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "pz_excel.books.bookproc"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, creationflags=flags, env=env,
+            # its tracebacks, if any, where ours go; none where we have none (pythonw)
+            stderr=None if _has_stderr() else subprocess.DEVNULL,
         )
         self._pending = 0
         self._send(("open", str(self.path), self.lang))
@@ -232,14 +234,26 @@ def _serve(requests: BinaryIO, out: BinaryIO) -> None:
         book.close()
 
 
+def _has_stderr() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.fileno() >= 0
+    except (AttributeError, OSError, ValueError):  # pythonw, a replaced stream
+        return False
+
+
 def main() -> None:
     # Background work: on a busy machine the agent's reading thread (a caller waiting)
     # and the connector come first (Windows: BELOW_NORMAL_PRIORITY_CLASS at the start).
     if hasattr(os, "nice"):
         os.nice(10)
-    # The pipe is stdout: whatever else would print there goes to stderr instead.
+    # The pipe is stdout: whatever else would print there goes to stderr (or nowhere).
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    if _has_stderr():
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    else:
+        sink = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(sink, sys.stdout.fileno())
+        os.close(sink)
     _serve(sys.stdin.buffer, out)
 
 
