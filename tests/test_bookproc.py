@@ -80,6 +80,8 @@ def test_what_the_child_logs_is_logged_here(tmp_path, caplog):
     try:
         with caplog.at_level(logging.INFO, logger="pz_excel"):
             assert book.ensure_calls_sheet() is True
+        # the sheet was made: known here at once (the agent writes the journal's calls back)
+        assert book.take_recreated() is True and book.take_recreated() is False
         assert any("Calls sheet added" in r.getMessage() and r.name.startswith("pz_excel")
                    for r in caplog.records)
         assert book.write_calls([call("1")]) == 1

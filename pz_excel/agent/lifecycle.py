@@ -32,7 +32,7 @@ from pz_excel.agent.teamlink import TeamLink
 from pz_excel.agent.teamreport import TeamReporter
 from pz_excel.agent.writer import flush_dirty
 from pz_excel.books import BookLocked, BookUnpatchable, CallsBook
-from pz_excel.books.bookproc import FileBookProcess
+from pz_excel.books.bookproc import BookProcessGone, FileBookProcess
 from pz_excel.books.switch import SwitchingBook
 from pz_excel.connector.client import ConnectionState, ConnectorClient, TlsOptions
 from pz_excel.crm import phones
@@ -593,6 +593,9 @@ class Agent(ApiHandlers):
             except UserError as exc:
                 self.book_error = exc.text
                 log.error("%s", exc.text)
+            except BookProcessGone as exc:  # the next save starts a new one; rows wait
+                log.warning("%s", Text(f"{exc}", "процесс записи книги завершился; строки "
+                                       "ждут в журнале и будут записаны новым процессом"))
             except storage_errors() as exc:  # the book was written, marking it failed: the
                 # rows go again (by Call ID, no doubles); said once, status has the rest
                 if not self.inbox.error:

@@ -64,9 +64,7 @@ class FileBookProcess(BookDefaults):
     def write_calls(self, rows: Sequence[CallRow]) -> int:
         if not rows:
             return 0
-        written, recreated = self._call("write_calls", list(rows))
-        self._recreated = self._recreated or recreated
-        return written
+        return self._call("write_calls", list(rows))
 
     def write_parts(self, writer: Callable[[Any], None]) -> bool:
         """``writer`` must pickle (a module function, a partial of one, a dataclass); what
@@ -131,12 +129,14 @@ class FileBookProcess(BookDefaults):
         pickle.dump(request, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
         self._proc.stdin.flush()
 
-    def _reply(self) -> tuple[bool, Any]:
+    def _reply(self) -> tuple[bool, Any, bool]:
         assert self._proc is not None and self._proc.stdout is not None
-        ok, value, records = pickle.load(self._proc.stdout)
+        ok, value, recreated, records = pickle.load(self._proc.stdout)
         for name, level, message in records:
             logging.getLogger(name).log(level, "%s", message)
-        return ok, value
+        # FileBook notes a Calls sheet it had to (re)create on any read: noted here at once
+        self._recreated = self._recreated or recreated
+        return ok, value, recreated
 
     def _call(self, op: str, *args: Any) -> Any:
         with self._lock:
@@ -154,7 +154,7 @@ class FileBookProcess(BookDefaults):
                 self._forget()
                 raise BookProcessGone(f"the book's process ended ({exc!r}); rows stay in "
                                       "the journal") from exc
-        for ok, value in replies:  # the opening's error (wrong columns) is this call's
+        for ok, value, _recreated in replies:  # the opening's error is this call's
             if not ok:
                 raise value
         return replies[-1][1]
@@ -187,15 +187,21 @@ class _Records(logging.Handler):
         self.taken.append((record.name, record.levelno, record.getMessage()))
 
 
-def _answer(out: BinaryIO, ok: bool, value: Any, records: _Records) -> None:
+def _answer(out: BinaryIO, ok: bool, value: Any, records: _Records,
+            book: Any = None) -> None:
     taken, records.taken = records.taken, []
+    recreated = book is not None and book.take_recreated()
     try:
-        data = pickle.dumps((ok, value, taken), protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((ok, value, recreated, taken), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - an error that does not pickle still gets back
         text = "".join(traceback.format_exception(value)) if not ok else repr(value)
-        data = pickle.dumps((False, RuntimeError(text), taken))
+        data = pickle.dumps((False, RuntimeError(text), recreated, taken))
     out.write(data)
     out.flush()
+
+
+#: FileBook's methods that go through the pipe as they are (write_parts also returns its writer).
+_PLAIN = frozenset({"write_calls", "ensure_calls_sheet", "existing_call_ids"})
 
 
 def _serve(requests: BinaryIO, out: BinaryIO) -> None:
@@ -216,20 +222,20 @@ def _serve(requests: BinaryIO, out: BinaryIO) -> None:
             if op == "open":
                 opened = (args[0], args[1])
                 book = FileBook(*opened)
-                _answer(out, True, None, records)
+                _answer(out, True, None, records, book)
                 continue
             if book is None:  # the opening failed: try again, its error is this call's
                 assert opened is not None
                 book = FileBook(*opened)
-            if op == "write_calls":
-                value: Any = (book.write_calls(args[0]), book.take_recreated())
-            elif op == "write_parts":
+            if op == "write_parts":
                 value = (book.write_parts(args[0]), args[0])
+            elif op in _PLAIN:
+                value = getattr(book, op)(*args)
             else:
-                value = getattr(book, op)()
-            _answer(out, True, value, records)
+                raise ValueError(f"not a book operation: {op!r}")
+            _answer(out, True, value, records, book)
         except Exception as exc:  # noqa: BLE001 - every error goes to the agent, which decides
-            _answer(out, False, exc, records)
+            _answer(out, False, exc, records, book)
     if book is not None:
         book.close()
 
