@@ -101,46 +101,50 @@ def test_a_parts_writer_notes_what_it_did_here(tmp_path):
         book.close()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and SIGSTOP are POSIX signals")
-def test_a_killed_book_process_loses_no_row(tmp_path, server):
+POSIX_ONLY = pytest.mark.skipif(sys.platform == "win32",
+                                reason="SIGKILL and SIGSTOP are POSIX signals")
+
+
+@pytest.fixture
+def running(tmp_path, server):
+    """An agent that has written its first row (call 700), and its book process."""
     book = crm_book(tmp_path / "crm.xlsx")
     agent = start_agent(book, server)
     try:
         server.generate(2, {"From": "73430112233", "To": "101", "CallID": "700"})
         wait_rows(book, agent, lambda r: "700" in r)
         (child,) = book_processes()
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(5)
-        server.generate(2, {"From": "73430112233", "To": "101", "CallID": "701"})
-        rows = wait_rows(book, agent, lambda r: "701" in r)
-        assert set(rows) == {"700", "701"}
-        assert [p.pid for p in book_processes()] != [child.pid]
+        yield book, agent, child
     finally:
         agent.stop()
-    assert book_processes() == []
+    assert book_processes() == []  # the agent's stop ends it
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and SIGSTOP are POSIX signals")
-def test_callers_are_answered_while_the_book_process_is_stopped(tmp_path, server):
-    book = crm_book(tmp_path / "crm.xlsx")
-    agent = start_agent(book, server)
+@POSIX_ONLY
+def test_a_killed_book_process_loses_no_row(running, server):
+    book, agent, child = running
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(5)
+    server.generate(2, {"From": "73430112233", "To": "101", "CallID": "701"})
+    rows = wait_rows(book, agent, lambda r: "701" in r)
+    assert set(rows) == {"700", "701"}
+    assert [p.pid for p in book_processes()] != [child.pid]
+
+
+@POSIX_ONLY
+def test_callers_are_answered_while_the_book_process_is_stopped(running, server):
+    book, agent, child = running
+    os.kill(child.pid, signal.SIGSTOP)  # mid-save or idle: the writer waits on it
     try:
-        server.generate(2, {"From": "73430112233", "To": "101", "CallID": "800"})
-        wait_rows(book, agent, lambda r: "800" in r)
-        (child,) = book_processes()
-        os.kill(child.pid, signal.SIGSTOP)  # mid-save or idle: the writer waits on it
-        try:
-            server.generate(2, {"From": "73430112233", "To": "101", "CallID": "801"})
-            for n in range(5):
-                call_id = f"80{n + 2}"
-                server.generate(1, {"From": "73430112233", "CallID": call_id})
-                t0 = time.monotonic()
-                wait_until(lambda cid=call_id: server.transfers.get(cid) == "101", 5,
-                           "the transfer")
-                assert time.monotonic() - t0 < 1.0
-            assert "801" not in calls_sheet(book)  # the row waits in the journal
-        finally:
-            os.kill(child.pid, signal.SIGCONT)
-        wait_rows(book, agent, lambda r: "801" in r)
+        server.generate(2, {"From": "73430112233", "To": "101", "CallID": "801"})
+        for n in range(5):
+            call_id = f"80{n + 2}"
+            server.generate(1, {"From": "73430112233", "CallID": call_id})
+            t0 = time.monotonic()
+            wait_until(lambda cid=call_id: server.transfers.get(cid) == "101", 5,
+                       "the transfer")
+            assert time.monotonic() - t0 < 1.0
+        assert "801" not in calls_sheet(book)  # the row waits in the journal
     finally:
-        agent.stop()
+        os.kill(child.pid, signal.SIGCONT)
+    wait_rows(book, agent, lambda r: "801" in r)
