@@ -49,41 +49,59 @@ def print_cli(times: dict[str, Any], out: Callable[[str], None]) -> None:
                     for name, t in times.items()))
 
 
-def udf_round_trips(numbers: list[str], concurrent: int = 200) -> dict[str, Any]:
-    """``=PZ_OWNER(number)`` from ``concurrent`` threads released together, through the
-    UDFs' own link (discovery cached, the 200 ms budget), against the running agent. A
-    result that is not an owner's name (e.g. "agent not answering") counts as failed."""
-    from bench._util import percentile
-    from pz_excel.excel.udf_logic import AgentLink, pz_owner
-
-    link = AgentLink()
-    pz_owner(numbers[0], link=link)  # discovery and the first connection: not counted
+def _released_together(concurrent: int, work: Callable[[int], object]) -> tuple[list[float], list]:
+    """``work(i)`` on ``concurrent`` threads released by one barrier: each one's own time,
+    and what each returned."""
     start = threading.Barrier(concurrent)
     lock = threading.Lock()
     lat: list[float] = []
-    failed: list[str] = []
+    values: list = []
 
-    def one(number: str) -> None:
+    def one(i: int) -> None:
         start.wait()
         t = time.perf_counter()
-        value = pz_owner(number, link=link)
+        value = work(i)
         took = time.perf_counter() - t
         with lock:
             lat.append(took)
-            if not isinstance(value, str) or value.startswith(("agent", "#")):
-                failed.append(str(value))
+            values.append(value)
 
-    threads = [threading.Thread(target=one, args=(numbers[i % len(numbers)],))
-               for i in range(concurrent)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(concurrent)]
     for th in threads:
         th.start()
     for th in threads:
         th.join(30)
+    return lat, values
+
+
+def udf_round_trips(numbers: list[str], concurrent: int = 200) -> dict[str, Any]:
+    """``=PZ_OWNER(number)`` from ``concurrent`` threads released together, through the
+    UDFs' own link (discovery cached, the 200 ms budget), against the running agent. A
+    result that is not an owner's name (e.g. "agent not answering") counts as failed.
+
+    Baseline in the same run: the same threads doing nothing but a sleep of the gathering
+    window (``GATHER``): what 200 threads waking at once in one process cost by themselves."""
+    from bench._util import percentile
+    from pz_excel.excel import udf_logic
+    from pz_excel.excel.udf_logic import AgentLink, pz_owner
+
+    link = AgentLink()
+    pz_owner(numbers[0], link=link)  # discovery and the first connection: not counted
+    lat, values = _released_together(
+        concurrent, lambda i: pz_owner(numbers[i % len(numbers)], link=link))
+    failed = [str(v) for v in values if not isinstance(v, str) or v.startswith(("agent", "#"))]
+    base, _ = _released_together(concurrent, lambda i: time.sleep(udf_logic.GATHER))
     return {"requests": concurrent, "p50_s": percentile(lat, 50), "p99_s": percentile(lat, 99),
-            "max_s": max(lat), "failed": len(failed), "errors": sorted(set(failed))[:3]}
+            "max_s": max(lat), "failed": len(failed), "errors": sorted(set(failed))[:3],
+            "gather_s": udf_logic.GATHER, "threads_only_p50_s": percentile(base, 50),
+            "threads_only_p99_s": percentile(base, 99)}
 
 
 def print_udf(udf: dict[str, Any], out: Callable[[str], None]) -> None:
     out(f"PZ_OWNER round trip, {udf['requests']} at once: p50 {udf['p50_s'] * 1e3:.1f} ms, "
         f"p99 {udf['p99_s'] * 1e3:.1f} ms, max {udf['max_s'] * 1e3:.1f} ms, "
         f"failed {udf['failed']} {udf['errors'] or ''}")
+    if "threads_only_p99_s" in udf:
+        out(f"  baseline, same threads doing only the {udf['gather_s'] * 1e3:.0f} ms gathering "
+            f"sleep: p50 {udf['threads_only_p50_s'] * 1e3:.1f} ms, "
+            f"p99 {udf['threads_only_p99_s'] * 1e3:.1f} ms")
