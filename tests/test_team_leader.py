@@ -16,11 +16,14 @@ from pz_excel.team.leader import GRACE, NOTICE, Leadership, read_leader
 from tests.conftest import wait_until
 
 
-def _standby(lead: Leadership, stop: threading.Event, seen: list) -> threading.Thread:
+def _standby(lead: Leadership, stop: threading.Event) -> tuple[threading.Thread, list]:
+    """``lead`` waiting for the lock on a thread; the list gets what ``on_wait`` is told
+    (who leads), then what ``acquire`` returned."""
+    seen: list = []
     thread = threading.Thread(target=lambda: seen.append(lead.acquire(stop, on_wait=seen.append)),
                               daemon=True)
     thread.start()
-    return thread
+    return thread, seen
 
 
 def _lock_pid(dsn: str, app: str = "pz-excel team leader") -> list[int]:
@@ -56,8 +59,7 @@ def test_two_on_one_postgresql_exactly_one_holds_and_a_killed_session_fails_over
     stop, a, b = pair
     assert a.acquire(stop) is True
     assert a.held.is_set()
-    seen: list = []
-    t = _standby(b, stop, seen)
+    t, seen = _standby(b, stop)
     # b waits, and is told who leads (a's row)
     wait_until(lambda: any(getattr(x, "holder", None) == "a" for x in seen), 5, "on_wait")
     assert not b.held.is_set() and t.is_alive()
@@ -88,8 +90,7 @@ def test_two_on_one_postgresql_exactly_one_holds_and_a_killed_session_fails_over
 def test_a_clean_release_hands_over_and_removes_the_row(pair):
     stop, a, b = pair
     assert a.acquire(stop)
-    seen: list = []
-    t = _standby(b, stop, seen)
+    t, _seen = _standby(b, stop)
     a.release()
     wait_until(lambda: b.held.is_set(), 3, "b leads after a's release")
     t.join(2)
@@ -99,8 +100,7 @@ def test_a_clean_release_hands_over_and_removes_the_row(pair):
 def test_acquire_returns_false_when_stopped(pair):
     stop, a, b = pair
     assert a.acquire(stop)
-    seen: list = []
-    t = _standby(b, stop, seen)
+    t, seen = _standby(b, stop)
     stop.set()
     t.join(3)
     assert not t.is_alive() and seen[-1] is False
@@ -122,8 +122,7 @@ def test_sqlite_file_lock_variant(tmp_path):
     try:
         assert a.acquire(stop)
         assert leader_mod.lock_file(target).exists()
-        seen: list = []
-        t = _standby(b, stop, seen)
+        t, seen = _standby(b, stop)
         wait_until(lambda: any(getattr(x, "holder", None) == "a" for x in seen), 5, "on_wait")
         assert not b.held.is_set()
         a.release()
