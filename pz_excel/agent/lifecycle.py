@@ -326,9 +326,10 @@ class Agent(ApiHandlers):
             return self._book_factory()
         path = self.config.workbook
         # The file is written by a process of its own (bookproc: a save must not hold the
-        # interpreter lock the caller's answer needs); it starts reading the book now.
-        first = [FileBookProcess(path)]
-        return SwitchingBook(path, lambda: first.pop() if first else FileBookProcess(path))
+        # interpreter lock the caller's answer needs).
+        book = SwitchingBook(path, lambda: FileBookProcess(path))
+        book.file  # noqa: B018 - that process starts now and reads the book beside our start
+        return book
 
     def _prepare_book(self) -> None:
         """A missing Calls sheet is added now, before we connect: the user sees it at once
